@@ -1,0 +1,3 @@
+// The doctest main; nothing else belongs in this file.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
