@@ -54,7 +54,7 @@ TEST_CASE("Rng: a value depends only on (seed, stream, index), not on how it is 
   CHECK(Rng{8}.normal(5, 10) != rng.normal(5, 10));
 }
 
-TEST_CASE("Rng uniforms lie in (0, 1) and below(n) covers [0, n)") {
+TEST_CASE("Rng uniforms lie strictly between 0 and 1 and below(n) covers 0 to n-1") {
   Rng rng{1};
   std::vector<int> hist(10, 0);
   for (std::uint64_t i = 0; i < 100000; ++i) {

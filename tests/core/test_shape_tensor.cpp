@@ -22,7 +22,7 @@ TEST_CASE("Shape basics") {
   CHECK_THROWS_AS(ddpm::detail::require_shape(s, Shape{2, 3, 4, 6}, "x"), std::invalid_argument);
 }
 
-TEST_CASE("Tensor: resize reuses capacity; views slice and reshape") {
+TEST_CASE("Tensor: resize reuses capacity, views slice and reshape") {
   Tensor t(Shape{4, 2, 3, 3});
   CHECK(t.size() == 72);
   std::vector<float> v(72);

@@ -229,6 +229,32 @@ inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r
 }
 #endif
 
+/// Packs one mr-row A panel from row pointers: dst[p*mr + r] = rows[r][p] for r < m (zero rows
+/// for r >= m; rows[r] for r >= m is not read), p = 0..k-1.
+inline void pack_a_panel_from_rows(const float* const* rows, std::size_t m, std::size_t k,
+                                   float* dst) noexcept {
+  std::size_t p = 0;
+#if DDPM_CPU_GEMM_AVX2
+  if (m == mr) {
+    for (; p + 8 <= k; p += 8) {
+      __m256 v0 = _mm256_loadu_ps(rows[0] + p), v1 = _mm256_loadu_ps(rows[1] + p);
+      __m256 v2 = _mm256_loadu_ps(rows[2] + p), v3 = _mm256_loadu_ps(rows[3] + p);
+      __m256 v4 = _mm256_loadu_ps(rows[4] + p), v5 = _mm256_loadu_ps(rows[5] + p);
+      __m256 v6 = _mm256_setzero_ps(), v7 = _mm256_setzero_ps();
+      transpose8(v0, v1, v2, v3, v4, v5, v6, v7);
+      float* d = dst + p * mr;
+      const __m256 vs[8] = {v0, v1, v2, v3, v4, v5, v6, v7};
+      for (std::size_t q = 0; q < 8; ++q) {
+        _mm_storeu_ps(d + q * mr, _mm256_castps256_ps128(vs[q]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + q * mr + 4), _mm256_extractf128_ps(vs[q], 1));
+      }
+    }
+  }
+#endif
+  for (; p < k; ++p)
+    for (std::size_t r = 0; r < mr; ++r) dst[p * mr + r] = r < m ? rows[r][p] : 0.0f;
+}
+
 /// Packs rows [i0, i0+m) x columns [k0, k0+k) of op(A) into ceil(m/mr) panels of k x mr
 /// (zero rows past m).
 inline void pack_a(bool trans, const float* A, std::size_t lda, std::size_t i0, std::size_t m,
@@ -238,27 +264,7 @@ inline void pack_a(bool trans, const float* A, std::size_t lda, std::size_t i0, 
     if (!trans) {
       const float* rows[mr];
       for (std::size_t r = 0; r < mr; ++r) rows[r] = A + (i0 + ip + std::min(r, mm - 1)) * lda + k0;
-      std::size_t p = 0;
-#if DDPM_CPU_GEMM_AVX2
-      if (mm == mr) {
-        for (; p + 8 <= k; p += 8) {
-          __m256 v0 = _mm256_loadu_ps(rows[0] + p), v1 = _mm256_loadu_ps(rows[1] + p);
-          __m256 v2 = _mm256_loadu_ps(rows[2] + p), v3 = _mm256_loadu_ps(rows[3] + p);
-          __m256 v4 = _mm256_loadu_ps(rows[4] + p), v5 = _mm256_loadu_ps(rows[5] + p);
-          __m256 v6 = _mm256_setzero_ps(), v7 = _mm256_setzero_ps();
-          transpose8(v0, v1, v2, v3, v4, v5, v6, v7);
-          float* d = dst + p * mr;
-          const __m256 vs[8] = {v0, v1, v2, v3, v4, v5, v6, v7};
-          for (std::size_t q = 0; q < 8; ++q) {
-            _mm_storeu_ps(d + q * mr, _mm256_castps256_ps128(vs[q]));
-            _mm_storel_pi(reinterpret_cast<__m64*>(d + q * mr + 4),
-                          _mm256_extractf128_ps(vs[q], 1));
-          }
-        }
-      }
-#endif
-      for (; p < k; ++p)
-        for (std::size_t r = 0; r < mr; ++r) dst[p * mr + r] = r < mm ? rows[r][p] : 0.0f;
+      pack_a_panel_from_rows(rows, mm, k, dst);
     } else {
       const float* src = A + k0 * lda + i0 + ip;
       for (std::size_t p = 0; p < k; ++p) {
@@ -270,6 +276,26 @@ inline void pack_a(bool trans, const float* A, std::size_t lda, std::size_t i0, 
   }
 }
 
+
+/// Floats of a whole pre-packed op(A) (M x K): round_up(M, mr) * K.
+[[nodiscard]] constexpr std::size_t prepacked_a_size(std::size_t M, std::size_t K) noexcept {
+  return round_up(M, mr) * K;
+}
+
+/// Packs all of op(A) (M x K) for gemm_blocked: the block (K block starting at k0, depth k) lives
+/// at dst + round_up(M, mr) * k0, and rows [i0, ..) of it at + i0 * k. Use prepacked_a_block.
+inline void prepack_a(bool trans, const float* A, std::size_t lda, std::size_t M, std::size_t K,
+                      float* dst) noexcept {
+  const std::size_t kb = k_block(K), mp = round_up(M, mr);
+  for (std::size_t k0 = 0; k0 < K; k0 += kb) pack_a(trans, A, lda, 0, M, k0, std::min(kb, K - k0), dst + mp * k0);
+}
+
+/// The packed block of rows [i0, ..) and K block [k0, k0 + k) of a prepack_a result.
+[[nodiscard]] inline const float* prepacked_a_block(const float* packed, std::size_t M,
+                                                    std::size_t i0, std::size_t k0,
+                                                    std::size_t k) noexcept {
+  return packed + round_up(M, mr) * k0 + i0 * k;
+}
 
 /// Packs one nr-wide B panel whose column jj is the contiguous run rows[jj][0..k) (jj < n; columns
 /// n..nr-1 are zero): dst[p*nr + jj] = rows[jj][p].
@@ -331,7 +357,8 @@ inline void pack_b(bool trans, const float* B, std::size_t ldb, std::size_t k0, 
 }
 
 /// Multiplies C = alpha * A * B + beta * C where A (M x K) and B (K x N) are given by packing
-/// callbacks: pa(i0, m, k0, k, dst) packs like pack_a, pb(k0, k, j0, n, dst) like pack_b. `work`
+/// callbacks: pa(i0, m, k0, k, dst) packs like pack_a into dst (or finds the block already packed
+/// elsewhere) and returns the packed block; pb(k0, k, j0, n, dst) packs like pack_b into dst. `work`
 /// holds workspace_size(M, N, K) floats, 64-byte aligned. Blocks of K are [0, kb), [kb, 2kb), ...
 /// with kb = k_block(K), and are added to C in order; each element of C gets the same arithmetic whatever M and N are.
 template <class PackA, class PackB>
@@ -355,8 +382,8 @@ void gemm_blocked(std::size_t M, std::size_t N, std::size_t K, float alpha, Pack
       pb(pc, k, jc, n, bbuf);
       for (std::size_t ic = 0; ic < M; ic += mc) {
         const std::size_t m = std::min(mc, M - ic);
-        pa(ic, m, pc, k, abuf);
-        macro_kernel(m, n, k, alpha, abuf, bbuf, b_eff, C + ic * ldc + jc, ldc);
+        const float* a = pa(ic, m, pc, k, abuf);
+        macro_kernel(m, n, k, alpha, a, bbuf, b_eff, C + ic * ldc + jc, ldc);
       }
     }
   }
@@ -370,6 +397,7 @@ inline void sgemm_serial(bool trans_a, bool trans_b, std::size_t M, std::size_t 
       M, N, K, alpha,
       [&](std::size_t i0, std::size_t m, std::size_t k0, std::size_t k, float* dst) {
         pack_a(trans_a, A, lda, i0, m, k0, k, dst);
+        return static_cast<const float*>(dst);
       },
       [&](std::size_t k0, std::size_t k, std::size_t j0, std::size_t n, float* dst) {
         pack_b(trans_b, B, ldb, k0, k, j0, n, dst);
@@ -428,8 +456,8 @@ void gemm_blocked_parallel(Context& ctx, std::size_t M, std::size_t N, std::size
                 const std::size_t p0 = (t % nt) * chunk_panels;
                 const std::size_t j0 = p0 * nr;
                 const std::size_t j1 = std::min(n, (p0 + chunk_panels) * nr);
-                pa(ic, m, pc, k, abuf);
-                macro_kernel(m, j1 - j0, k, alpha, abuf, bbuf + j0 * k, b_eff,
+                const float* a = pa(ic, m, pc, k, abuf);
+                macro_kernel(m, j1 - j0, k, alpha, a, bbuf + j0 * k, b_eff,
                              C + ic * ldc + jc + j0, ldc);
               }
             },
@@ -458,6 +486,7 @@ inline void sgemm(Context& ctx, bool trans_a, bool trans_b, std::size_t M, std::
       ctx, M, N, K, alpha,
       [&](std::size_t i0, std::size_t m, std::size_t k0, std::size_t k, float* dst) {
         gemm::pack_a(trans_a, A, lda, i0, m, k0, k, dst);
+        return static_cast<const float*>(dst);
       },
       [&](std::size_t k0, std::size_t k, std::size_t j0, std::size_t n, float* dst) {
         gemm::pack_b(trans_b, B, ldb, k0, k, j0, n, dst);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <string>
 #include <string_view>
 
 #include "ddpm/config.hpp"
@@ -29,6 +30,7 @@ struct Huber {
   DDPM_HOST_DEVICE V grad(V d) const {
     return detail::VMath<V>::clamp(d, V(-delta), V(delta));
   }
+  [[nodiscard]] std::string describe() const { return detail::cat("huber(delta=", delta, ")"); }
   /// Throws std::invalid_argument unless delta > 0 and finite.
   void validate() const {
     detail::require(delta > 0.0f && std::isfinite(delta), "loss::Huber::delta",

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MIT
+// ddpm/io/image.hpp — decoding images (PNG, JPEG, BMP, TGA, GIF, PNM via stb_image), resizing,
+// centre cropping, flipping, and loading a folder of images as an NCHW data set.
+//
+// stb_image's implementation is compiled into libstb (Debian libstb-dev), linked by ddpm::io;
+// this header only declares it, so never define STB_IMAGE_IMPLEMENTATION alongside it.
+#pragma once
+
+#include <stb/stb_image.h>
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "ddpm/core/assert.hpp"
+#include "ddpm/io/atomic_file.hpp"
+#include "ddpm/io/types.hpp"
+
+namespace ddpm::io {
+
+/// Largest image read_image decodes, in pixels (2^28, e.g. 16384 x 16384); checked from the
+/// header before any pixel memory is allocated.
+inline constexpr std::size_t max_image_pixels = std::size_t{1} << 28;
+
+/// Largest encoded image file read_image accepts (stb_image takes an int length).
+inline constexpr std::size_t max_image_file_bytes = std::size_t{1} << 30;
+
+/// Decodes an image file, converted to `channels` (1 = luminance, 3 = RGB, 4 = RGBA).
+/// @pre channels is 1, 3 or 4 (std::invalid_argument otherwise).
+/// @throws IoError(path, ...) if the file is missing, too large, or cannot be decoded
+///         ("cannot decode image: <stb_image's reason>").
+[[nodiscard]] inline Image8 read_image(const std::filesystem::path& path, std::size_t channels = 3);
+
+/// read_image on bytes in memory; `name` is used in errors (for fuzzing and embedded data).
+[[nodiscard]] inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& name,
+                                         std::size_t channels = 3);
+
+/// Resizes to h x w, each axis on its own: area averaging (box filter with exact fractional
+/// coverage) when shrinking, bilinear with half-pixel centres when growing, copy when equal.
+/// Results are rounded to nearest. @pre img is valid; h, w >= 1 and h * w <= max_image_pixels.
+[[nodiscard]] inline Image8 resize_area_or_bilinear(const Image8& img, std::size_t h, std::size_t w);
+
+/// The largest centred square: side min(h, w), offset ((h - side) / 2, (w - side) / 2).
+[[nodiscard]] inline Image8 center_crop_square(const Image8& img);
+
+/// Mirror image left to right.
+[[nodiscard]] inline Image8 hflip(const Image8& img);
+
+/// Loads every image of a folder (not its subfolders) as a size x size data set, NCHW, unlabelled.
+/// Files are taken in sorted file-name order (deterministic); files whose extension is not
+/// .png .jpg .jpeg .bmp .tga .gif .ppm .pgm .pnm (any case), and hidden files (".name", e.g.
+/// macOS "._x.png"), are skipped. Each image is centre-cropped to a square if `center_crop`
+/// (else squashed), then resized with resize_area_or_bilinear. `max_images` > 0 keeps only the
+/// first max_images files.
+/// @pre size in [1, 16384]; channels is 1, 3 or 4.
+/// @throws IoError(dir, ...) if the folder is missing or holds no image file;
+///         IoError(file, ...) naming the first image that cannot be read.
+[[nodiscard]] inline ImageDataset load_image_folder(const std::filesystem::path& dir,
+                                                    std::size_t size, std::size_t channels = 3,
+                                                    bool center_crop = true,
+                                                    std::size_t max_images = 0);
+
+// ---------------------------------------------------------------- implementation
+
+namespace detail {
+
+inline void require_image(const Image8& img, std::string_view what) {
+  require(img.h > 0 && img.w > 0 && img.c > 0, what, "empty image (", img.h, " x ", img.w, " x ",
+          img.c, ")");
+  std::size_t n = 0;
+  require(checked_mul(img.h, img.w, n) && checked_mul(n, img.c, n) && img.px.size() == n, what,
+          "px has ", img.px.size(), " bytes, expected h * w * c = ", img.h, " * ", img.w, " * ",
+          img.c);
+}
+
+/// Per-output-index taps of a 1-d resampling from n_in to n_out samples.
+struct ResampleTaps {
+  std::vector<std::size_t> first;  // first input index of each output
+  std::vector<std::size_t> count;  // number of taps
+  std::vector<std::size_t> offset; // start of this output's weights in `weight`
+  std::vector<float> weight;
+};
+
+inline ResampleTaps resample_taps(std::size_t n_in, std::size_t n_out) {
+  ResampleTaps t;
+  t.first.resize(n_out);
+  t.count.resize(n_out);
+  t.offset.resize(n_out);
+  if (n_out < n_in) {
+    // Area: output j covers input [j * s, (j + 1) * s), s = n_in / n_out; each input sample i
+    // contributes its overlap with that interval, divided by s.
+    const double s = double(n_in) / double(n_out);
+    for (std::size_t j = 0; j < n_out; ++j) {
+      const double lo = double(j) * s, hi = double(j + 1) * s;
+      const auto i0 = static_cast<std::size_t>(std::floor(lo));
+      const auto i1 = std::min(n_in, static_cast<std::size_t>(std::ceil(hi)));
+      t.first[j] = i0;
+      t.offset[j] = t.weight.size();
+      for (std::size_t i = i0; i < i1; ++i) {
+        const double overlap = std::min(hi, double(i + 1)) - std::max(lo, double(i));
+        t.weight.push_back(float(std::max(0.0, overlap) / s));
+      }
+      t.count[j] = i1 - i0;
+    }
+  } else {
+    // Bilinear, half-pixel centres (align_corners = false): src = (j + 0.5) * n_in / n_out - 0.5.
+    const double s = double(n_in) / double(n_out);
+    for (std::size_t j = 0; j < n_out; ++j) {
+      const double src = std::clamp((double(j) + 0.5) * s - 0.5, 0.0, double(n_in - 1));
+      const auto i0 = static_cast<std::size_t>(std::floor(src));
+      const std::size_t i1 = std::min(i0 + 1, n_in - 1);
+      const double f = src - double(i0);
+      t.first[j] = i0;
+      t.offset[j] = t.weight.size();
+      t.weight.push_back(float(1.0 - f));
+      t.count[j] = 1;
+      if (i1 != i0) {
+        t.weight.push_back(float(f));
+        t.count[j] = 2;
+      }
+    }
+  }
+  return t;
+}
+
+inline std::uint8_t to_u8_rounded(float v) noexcept {
+  return static_cast<std::uint8_t>(std::clamp(std::floor(v + 0.5f), 0.0f, 255.0f));
+}
+
+inline bool has_image_extension(const std::filesystem::path& p) {
+  std::string ext = p.extension().string();
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".tga", ".gif", ".ppm", ".pgm", ".pnm"})
+    if (ext == e) return true;
+  return false;
+}
+
+/// HWC image into an NCHW slot.
+inline void hwc_to_chw(const Image8& img, std::uint8_t* dst) {
+  const std::size_t hw = img.h * img.w;
+  for (std::size_t p = 0; p < hw; ++p)
+    for (std::size_t ch = 0; ch < img.c; ++ch) dst[ch * hw + p] = img.px[p * img.c + ch];
+}
+
+}  // namespace detail
+
+inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& name,
+                           std::size_t channels) {
+  detail::require(channels == 1 || channels == 3 || channels == 4, "channels",
+                  "must be 1, 3 or 4, got ", channels);
+  if (bytes.size() > max_image_file_bytes)
+    throw IoError(name, detail::cat("image file of ", bytes.size(), " bytes is larger than the limit of ",
+                                    max_image_file_bytes));
+  if (bytes.empty()) throw IoError(name, "cannot decode image: the file is empty");
+  const auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = static_cast<int>(bytes.size());
+  int w = 0, h = 0, comp = 0;
+  if (!stbi_info_from_memory(buf, len, &w, &h, &comp))
+    throw IoError(name, std::string("cannot decode image: ") + stbi_failure_reason());
+  if (w <= 0 || h <= 0 || std::size_t(w) * std::size_t(h) > max_image_pixels)
+    throw IoError(name, detail::cat("image of ", w, " x ", h, " pixels is larger than the limit of ",
+                                    max_image_pixels, " pixels"));
+  int w2 = 0, h2 = 0;
+  stbi_uc* px = stbi_load_from_memory(buf, len, &w2, &h2, &comp, static_cast<int>(channels));
+  if (px == nullptr)
+    throw IoError(name, std::string("cannot decode image: ") + stbi_failure_reason());
+  struct Free {
+    stbi_uc* p;
+    ~Free() { stbi_image_free(p); }
+  } free_px{px};
+  if (w2 != w || h2 != h)  // the header and the decoder disagree: do not trust either
+    throw IoError(name, "cannot decode image: inconsistent dimensions");
+  Image8 img{std::size_t(h), std::size_t(w), channels, {}};
+  img.px.assign(px, px + img.h * img.w * channels);
+  return img;
+}
+
+inline Image8 read_image(const std::filesystem::path& path, std::size_t channels) {
+  detail::require(channels == 1 || channels == 3 || channels == 4, "channels",
+                  "must be 1, 3 or 4, got ", channels);
+  return decode_image(read_file(path, max_image_file_bytes), path.string(), channels);
+}
+
+inline Image8 resize_area_or_bilinear(const Image8& img, std::size_t h, std::size_t w) {
+  detail::require_image(img, "img");
+  std::size_t n = 0;
+  detail::require(h > 0 && w > 0 && detail::checked_mul(h, w, n) && n <= max_image_pixels, "h, w",
+                  "output size ", h, " x ", w, " must be positive and at most ", max_image_pixels,
+                  " pixels");
+  if (h == img.h && w == img.w) return img;
+  const std::size_t c = img.c;
+  // Horizontal pass into floats (img.h x w x c), then vertical pass (h x w x c).
+  const detail::ResampleTaps tx = detail::resample_taps(img.w, w);
+  std::vector<float> mid(img.h * w * c);
+  for (std::size_t y = 0; y < img.h; ++y) {
+    const std::uint8_t* row = img.px.data() + y * img.w * c;
+    float* out = mid.data() + y * w * c;
+    for (std::size_t x = 0; x < w; ++x)
+      for (std::size_t ch = 0; ch < c; ++ch) {
+        float acc = 0.0f;
+        for (std::size_t k = 0; k < tx.count[x]; ++k)
+          acc += tx.weight[tx.offset[x] + k] * float(row[(tx.first[x] + k) * c + ch]);
+        out[x * c + ch] = acc;
+      }
+  }
+  const detail::ResampleTaps ty = detail::resample_taps(img.h, h);
+  Image8 res{h, w, c, std::vector<std::uint8_t>(h * w * c)};
+  const std::size_t stride = w * c;
+  for (std::size_t y = 0; y < h; ++y)
+    for (std::size_t i = 0; i < stride; ++i) {
+      float acc = 0.0f;
+      for (std::size_t k = 0; k < ty.count[y]; ++k)
+        acc += ty.weight[ty.offset[y] + k] * mid[(ty.first[y] + k) * stride + i];
+      res.px[y * stride + i] = detail::to_u8_rounded(acc);
+    }
+  return res;
+}
+
+inline Image8 center_crop_square(const Image8& img) {
+  detail::require_image(img, "img");
+  const std::size_t side = std::min(img.h, img.w);
+  const std::size_t y0 = (img.h - side) / 2, x0 = (img.w - side) / 2;
+  Image8 out{side, side, img.c, std::vector<std::uint8_t>(side * side * img.c)};
+  for (std::size_t y = 0; y < side; ++y) {
+    const auto* src = img.px.data() + ((y0 + y) * img.w + x0) * img.c;
+    std::copy(src, src + side * img.c, out.px.data() + y * side * img.c);
+  }
+  return out;
+}
+
+inline Image8 hflip(const Image8& img) {
+  detail::require_image(img, "img");
+  Image8 out{img.h, img.w, img.c, std::vector<std::uint8_t>(img.px.size())};
+  for (std::size_t y = 0; y < img.h; ++y)
+    for (std::size_t x = 0; x < img.w; ++x) {
+      const auto* src = img.px.data() + (y * img.w + x) * img.c;
+      std::copy(src, src + img.c, out.px.data() + (y * img.w + (img.w - 1 - x)) * img.c);
+    }
+  return out;
+}
+
+inline ImageDataset load_image_folder(const std::filesystem::path& dir, std::size_t size,
+                                      std::size_t channels, bool center_crop,
+                                      std::size_t max_images) {
+  detail::require(size >= 1 && size <= 16384, "size", "must be in [1, 16384], got ", size);
+  detail::require(channels == 1 || channels == 3 || channels == 4, "channels",
+                  "must be 1, 3 or 4, got ", channels);
+  const std::string dname = dir.string();
+  {
+    std::error_code ec;
+    const auto st = std::filesystem::status(dir, ec);
+    if (!std::filesystem::exists(st)) throw IoError(dname, "folder does not exist");
+    if (!std::filesystem::is_directory(st)) throw IoError(dname, "is not a folder");
+  }
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::filesystem::path& p = it->path();
+    const std::string fname = p.filename().string();
+    if (fname.empty() || fname[0] == '.' || !detail::has_image_extension(p)) continue;
+    std::error_code ec2;
+    if (!it->is_regular_file(ec2)) continue;
+    files.push_back(p);
+  }
+  if (ec) throw IoError(dname, "cannot list the folder: " + ec.message());
+  if (files.empty())
+    throw IoError(dname, "no image files (.png .jpg .jpeg .bmp .tga .gif .ppm .pgm .pnm) in the folder");
+  std::sort(files.begin(), files.end());
+  if (max_images > 0 && files.size() > max_images) files.resize(max_images);
+
+  ImageDataset ds;
+  ds.n = files.size();
+  ds.c = channels;
+  ds.h = ds.w = size;
+  const std::size_t per_image = channels * size * size;
+  std::size_t total = 0;
+  detail::require(detail::checked_mul(ds.n, per_image, total), "max_images",
+                  "the data set size overflows");
+  ds.pixels.resize(total);
+  for (std::size_t i = 0; i < ds.n; ++i) {
+    Image8 img = read_image(files[i], channels);
+    if (center_crop) img = center_crop_square(img);
+    img = resize_area_or_bilinear(img, size, size);
+    detail::hwc_to_chw(img, ds.pixels.data() + i * per_image);
+  }
+  return ds;
+}
+
+}  // namespace ddpm::io
