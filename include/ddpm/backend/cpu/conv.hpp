@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+// ddpm/backend/cpu/conv.hpp — 2-D convolution on the CPU (forward, backward-data, backward-weight)
+// on raw NCHW pointers, dispatching per shape to implicit-im2col GEMM or Winograd F(4x4,3x3).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+
+#include "ddpm/backend/cpu/context.hpp"
+#include "ddpm/backend/cpu/gemm.hpp"
+#include "ddpm/backend/cpu/im2col.hpp"
+
+namespace ddpm::detail::cpu {
+
+/// Convolution algorithm. `automatic` picks per shape (see README-kernels.md for the measurements
+/// behind the choice); the others force one (for tests and benchmarks) and fall back to `gemm`
+/// where they do not apply.
+enum class ConvAlgo { automatic, gemm };
+
+/// y = conv(x, w) + bias (bias may be null; y is overwritten). x: (n, c_in, h, w); w: (c_out, c_in,
+/// k, k); y: (n, c_out, h_out, w_out). Deterministic: bitwise the same for any thread count.
+inline void conv2d_forward(Context& ctx, const Conv2dShape& s, const float* x, const float* w,
+                           const float* bias, float* y, ConvAlgo algo = ConvAlgo::automatic);
+
+/// dx (= or += per `accumulate`) = conv_transpose(dy, w): the gradient of conv2d_forward with
+/// respect to x. dy: (n, c_out, h_out, w_out); dx: (n, c_in, h, w).
+inline void conv2d_backward_data(Context& ctx, const Conv2dShape& s, const float* w,
+                                 const float* dy, float* dx, bool accumulate,
+                                 ConvAlgo algo = ConvAlgo::automatic);
+
+/// dw += sum_n corr(x_n, dy_n) (the gradient with respect to w); db += sum over n, h, w of dy when
+/// db is not null. Always accumulates. Deterministic: every element of dw and db is reduced over the
+/// whole batch by one task in a fixed order.
+inline void conv2d_backward_weight(Context& ctx, const Conv2dShape& s, const float* x,
+                                   const float* dy, float* dw, float* db,
+                                   ConvAlgo algo = ConvAlgo::automatic);
+
+// ---------------------------------------------------------------- implementation
+
+namespace conv_detail {
+
+/// Thread- and shared-scratch slots used by the convolutions (gemm::scratch_slot is the GEMM's).
+inline constexpr std::size_t slot_weights = 0;     ///< shared: packed / transformed weights
+inline constexpr std::size_t slot_weights_tmp = 1;  ///< shared: rearranged weights before packing
+inline constexpr std::size_t slot_col = 0;          ///< thread: column buffers
+
+/// Output columns per task: whole images when small, otherwise near-equal chunks of <= 1024
+/// columns (a multiple of gemm::nr). Depends on the shape only.
+inline std::size_t column_chunk(std::size_t hwo) noexcept {
+  if (hwo <= 1024) return hwo;
+  const std::size_t chunks = (hwo + 1023) / 1024;
+  return gemm::round_up((hwo + chunks - 1) / chunks, gemm::nr);
+}
+
+/// y_n = Wp * im2col_s(x_n) (+ y_n when beta == 1) for every image, Wp prepacked (M = s.c_out rows,
+/// K = s.c_in k k). bias (may be null) is written into y first and beta set to 1.
+inline void forward_gemm_prepacked(Context& ctx, const Conv2dShape& s, const float* x,
+                                   const float* wp, const float* bias, float beta, float* y) {
+  const std::size_t M = s.c_out, K = s.c_in * s.kernel * s.kernel, hwo = s.h_out() * s.w_out();
+  const std::size_t hw = s.h * s.w;
+  const std::size_t chunk = column_chunk(hwo), nchunks = (hwo + chunk - 1) / chunk;
+  ctx.execute([&] {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, s.n * nchunks, 1),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t t = r.begin(); t != r.end(); ++t) {
+            const std::size_t n = t / nchunks, j0 = (t % nchunks) * chunk;
+            const std::size_t len = std::min(chunk, hwo - j0);
+            float* yn = y + n * M * hwo;
+            float b = beta;
+            if (bias) {
+              for (std::size_t co = 0; co < M; ++co) std::fill_n(yn + co * hwo + j0, len, bias[co]);
+              b = 1.0f;
+            }
+            const float* xn = x + n * s.c_in * hw;
+            gemm::gemm_blocked(
+                M, len, K, 1.0f,
+                [&](std::size_t i0, std::size_t, std::size_t k0, std::size_t k, float*) {
+                  return gemm::prepacked_a_block(wp, M, i0, k0, k);
+                },
+                [&](std::size_t k0, std::size_t k, std::size_t jj, std::size_t nn, float* dst) {
+                  im2col::pack_b_forward(s, xn, k0, k, j0 + jj, nn, dst);
+                },
+                b, yn + j0, hwo,
+                ctx.thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, len, K)));
+          }
+        },
+        tbb::simple_partitioner());
+  });
+}
+
+/// Packs w (c_out x c_in k k) as the GEMM's A operand into shared scratch.
+inline const float* prepack_weights(Context& ctx, const Conv2dShape& s, const float* w) {
+  const std::size_t M = s.c_out, K = s.c_in * s.kernel * s.kernel;
+  float* wp = ctx.shared_scratch(slot_weights, gemm::prepacked_a_size(M, K));
+  gemm::prepack_a(false, w, K, M, K, wp);
+  return wp;
+}
+
+inline void forward_gemm(Context& ctx, const Conv2dShape& s, const float* x, const float* w,
+                         const float* bias, float* y) {
+  forward_gemm_prepacked(ctx, s, x, prepack_weights(ctx, s, w), bias, 0.0f, y);
+}
+
+/// Stride 1: dx = corr(dy padded by k-1-p, w flipped in space with c_in and c_out swapped).
+inline void backward_data_gemm_stride1(Context& ctx, const Conv2dShape& s, const float* w,
+                                       const float* dy, float* dx, bool accumulate) {
+  const std::size_t k = s.kernel, kk = k * k;
+  Conv2dShape t = s;
+  t.c_in = s.c_out;
+  t.c_out = s.c_in;
+  t.h = s.h_out();
+  t.w = s.w_out();
+  t.pad = k - 1 - s.pad;
+  // wt[ci][co][kh][kw] = w[co][ci][k-1-kh][k-1-kw]
+  float* wt = ctx.shared_scratch(slot_weights_tmp, s.c_in * s.c_out * kk);
+  for (std::size_t ci = 0; ci < s.c_in; ++ci)
+    for (std::size_t co = 0; co < s.c_out; ++co) {
+      const float* src = w + (co * s.c_in + ci) * kk;
+      float* dst = wt + (ci * s.c_out + co) * kk;
+      for (std::size_t q = 0; q < kk; ++q) dst[q] = src[kk - 1 - q];
+    }
+  forward_gemm_prepacked(ctx, t, dy, prepack_weights(ctx, t, wt), nullptr,
+                         accumulate ? 1.0f : 0.0f, dx);
+}
+
+/// Any stride: per image dcol = w^T dy_n, then col2im into dx_n.
+inline void backward_data_gemm_col2im(Context& ctx, const Conv2dShape& s, const float* w,
+                                      const float* dy, float* dx, bool accumulate) {
+  const std::size_t K = s.c_out, M = s.c_in * s.kernel * s.kernel, hwo = s.h_out() * s.w_out();
+  const std::size_t hw = s.h * s.w;
+  float* wp = ctx.shared_scratch(slot_weights, gemm::prepacked_a_size(M, K));
+  gemm::prepack_a(true, w, M, M, K, wp);
+  ctx.execute([&] {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, s.n, 1),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t n = r.begin(); n != r.end(); ++n) {
+            float* dcol = ctx.thread_scratch(slot_col, M * hwo);
+            const float* dyn = dy + n * K * hwo;
+            gemm::gemm_blocked(
+                M, hwo, K, 1.0f,
+                [&](std::size_t i0, std::size_t, std::size_t k0, std::size_t k, float*) {
+                  return gemm::prepacked_a_block(wp, M, i0, k0, k);
+                },
+                [&](std::size_t k0, std::size_t k, std::size_t j0, std::size_t nn, float* dst) {
+                  gemm::pack_b(false, dyn, hwo, k0, k, j0, nn, dst);
+                },
+                0.0f, dcol, hwo,
+                ctx.thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, hwo, K)));
+            float* dxn = dx + n * s.c_in * hw;
+            if (!accumulate) std::fill_n(dxn, s.c_in * hw, 0.0f);
+            im2col::col2im_add(s, dcol, dxn, 0, s.c_in);
+          }
+        },
+        tbb::simple_partitioner());
+  });
+}
+
+/// dw += dy * im2col(x)^T as one GEMM over all images (K = n h_out w_out), parallel over blocks of
+/// dw only.
+inline void backward_weight_gemm(Context& ctx, const Conv2dShape& s, const float* x,
+                                 const float* dy, float* dw) {
+  const std::size_t M = s.c_out, N = s.c_in * s.kernel * s.kernel;
+  const std::size_t K = s.n * s.h_out() * s.w_out();
+  gemm::gemm_blocked_parallel(
+      ctx, M, N, K, 1.0f,
+      [&](std::size_t i0, std::size_t m, std::size_t q0, std::size_t k, float* dst) {
+        im2col::pack_a_dy(s, dy, i0, m, q0, k, dst);
+        return static_cast<const float*>(dst);
+      },
+      [&](std::size_t q0, std::size_t k, std::size_t j0, std::size_t n, float* dst) {
+        alignas(64) float tmp[gemm::nr * gemm::kc];
+        im2col::Run runs[gemm::kc + 1];
+        im2col::pack_b_xt(s, x, q0, k, j0, n, dst, tmp, runs);
+      },
+      1.0f, dw, N);
+}
+
+/// db[co] += sum over n, h, w of dy[n][co]: per channel, images in order, each image's plane summed
+/// with 8 interleaved partial sums, in double across images.
+inline void backward_bias(Context& ctx, const Conv2dShape& s, const float* dy, float* db) {
+  const std::size_t hwo = s.h_out() * s.w_out();
+  ctx.execute([&] {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, s.c_out, 8),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t co = r.begin(); co != r.end(); ++co) {
+            double total = 0.0;
+            for (std::size_t n = 0; n < s.n; ++n) {
+              const float* p = dy + (n * s.c_out + co) * hwo;
+              float part[8] = {};
+              std::size_t i = 0;
+              for (; i + 8 <= hwo; i += 8)
+                for (std::size_t l = 0; l < 8; ++l) part[l] += p[i + l];
+              for (std::size_t l = 0; i < hwo; ++i, ++l) part[l] += p[i];
+              total += double((part[0] + part[4]) + (part[1] + part[5])) +
+                       double((part[2] + part[6]) + (part[3] + part[7]));
+            }
+            db[co] += static_cast<float>(total);
+          }
+        },
+        tbb::simple_partitioner());
+  });
+}
+
+}  // namespace conv_detail
+
+inline void conv2d_forward(Context& ctx, const Conv2dShape& s, const float* x, const float* w,
+                           const float* bias, float* y, ConvAlgo /*algo*/) {
+  if (s.n == 0 || s.c_out == 0) return;
+  conv_detail::forward_gemm(ctx, s, x, w, bias, y);
+}
+
+inline void conv2d_backward_data(Context& ctx, const Conv2dShape& s, const float* w,
+                                 const float* dy, float* dx, bool accumulate,
+                                 ConvAlgo /*algo*/) {
+  if (s.n == 0 || s.c_in == 0) return;
+  if (s.stride == 1 && s.pad < s.kernel) {
+    conv_detail::backward_data_gemm_stride1(ctx, s, w, dy, dx, accumulate);
+  } else {
+    conv_detail::backward_data_gemm_col2im(ctx, s, w, dy, dx, accumulate);
+  }
+}
+
+inline void conv2d_backward_weight(Context& ctx, const Conv2dShape& s, const float* x,
+                                   const float* dy, float* dw, float* db, ConvAlgo /*algo*/) {
+  if (s.c_out == 0) return;
+  if (s.n != 0 && s.c_in != 0) conv_detail::backward_weight_gemm(ctx, s, x, dy, dw);
+  if (db) conv_detail::backward_bias(ctx, s, dy, db);
+}
+
+}  // namespace ddpm::detail::cpu
