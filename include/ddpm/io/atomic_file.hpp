@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "ddpm/core/assert.hpp"
+#include "ddpm/io/types.hpp"
 
 namespace ddpm::io {
 

@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "ddpm/core/assert.hpp"
+
 namespace ddpm::io {
 
 /// An 8-bit image in interleaved HWC order: px[(y * w + x) * c + ch].
@@ -34,6 +36,10 @@ struct ImageDataset {
 }
 
 namespace detail {
+
+// ddpm::io::detail hides ddpm::detail from code in ddpm::io; bring in the shared helpers.
+using ::ddpm::detail::cat;
+using ::ddpm::detail::require;
 
 /// a * b, or false when the product does not fit in std::size_t.
 [[nodiscard]] inline bool checked_mul(std::size_t a, std::size_t b, std::size_t& out) noexcept {
