@@ -1,0 +1,557 @@
+// SPDX-License-Identifier: MIT
+// ddpm/nn/unet/unet.hpp — the DDPM U-Net of ../shared/ref/unet.py, forward and backward.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "ddpm/backend/ops.hpp"
+#include "ddpm/backend/params.hpp"
+#include "ddpm/core/rng.hpp"
+#include "ddpm/core/shape.hpp"
+#include "ddpm/layers/conv2d.hpp"
+#include "ddpm/layers/downsample.hpp"
+#include "ddpm/layers/embedding.hpp"
+#include "ddpm/layers/group_norm.hpp"
+#include "ddpm/layers/init.hpp"
+#include "ddpm/layers/parameter.hpp"
+#include "ddpm/layers/upsample.hpp"
+#include "ddpm/nn/unet/attn_block.hpp"
+#include "ddpm/nn/unet/config.hpp"
+#include "ddpm/nn/unet/res_block.hpp"
+#include "ddpm/nn/unet/workspace.hpp"
+#include "ddpm/tensor/tensor.hpp"
+
+namespace ddpm::nn {
+
+/// Bytes held by a U-Net, by kind (see UNet::memory_use()).
+struct UNetMemory {
+  std::size_t parameters = 0;   ///< values
+  std::size_t gradients = 0;    ///< parameter gradients
+  std::size_t activations = 0;  ///< kept between forward and backward, and the skip activations
+  std::size_t workspace = 0;    ///< scratch shared by all blocks
+  [[nodiscard]] std::size_t total() const noexcept {
+    return parameters + gradients + activations + workspace;
+  }
+};
+
+/// The DDPM U-Net (Ho et al. 2020 layout) exactly as ../shared/ref/unet.py builds it:
+///
+///     emb = Linear(SiLU(Linear(sinusoidal(t)))) [+ class_emb(label)]
+///     h   = conv_in(x); encoder levels of ResBlocks (+ AttnBlocks) and Downsamples, every output
+///           kept as a skip; middle ResBlock, AttnBlock, ResBlock; decoder levels of
+///           num_res_blocks + 1 ResBlocks on [h, skip] (+ AttnBlocks) and Upsamples;
+///     out = conv_out(SiLU(norm_out(h)))
+///
+/// A plain class with named members; sizes come from UNetConfig at run time, so every
+/// configuration shares one instantiation per (T, B).
+///
+/// Memory plan. A training forward (pass.train) keeps, per block, only what backward needs: the
+/// output of every block (the skip activations and the inputs of the next block), the ResBlocks'
+/// h = conv1(...) + emb and the GroupNorm statistics. Everything else (GroupNorm+SiLU outputs,
+/// dropout outputs, decoder concatenations, upsampled tensors, attention qkv/probabilities) is
+/// written into a few workspace tensors shared by all blocks and recomputed in backward. An
+/// inference forward keeps only the skip activations; the main path alternates between two
+/// workspace tensors. All buffers grow on the first call for a batch size and are reused.
+template <std::floating_point T, class B>
+class UNet {
+ public:
+  using value_type = T;
+  using backend_type = B;
+  using ops = Ops<B>;
+
+  /// Builds the network and initialises it as PyTorch does (Conv2d/Linear weights and biases
+  /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), Embedding N(0, 1), GroupNorm gamma 1 beta 0, zeros for
+  /// every ResBlock's conv2, every attention proj and conv_out), drawing parameter number k of
+  /// visit_parameters' order from Philox stream rng_stream::make(rng_stream::init, k) of `seed`.
+  /// @throws std::invalid_argument (from UNetConfig::validate) naming the bad field.
+  explicit UNet(const UNetConfig& config, const B& backend = {}, std::uint64_t seed = 0)
+      : config_(config), backend_(backend) {
+    config_.validate();
+    build(seed);
+  }
+
+  [[nodiscard]] const UNetConfig& config() const noexcept { return config_; }
+  [[nodiscard]] const B& backend() const noexcept { return backend_; }
+
+  /// Number of scalar parameters (equal to PyTorch's count_params for the same configuration).
+  [[nodiscard]] std::size_t num_parameters() const {
+    std::size_t n = 0;
+    visit_parameters([&](std::string_view, const Parameter<T, B>& p) { n += p.size(); });
+    return n;
+  }
+
+  /// out = UNet(x, t, labels).
+  ///   x: (N, in_channels, S, S); t: (N) timesteps (any integers, fed to the sinusoidal embedding
+  ///   unscaled); labels: (N) in [0, num_classes] for a class-conditional model (num_classes =
+  ///   the null class), or an empty view (conditional model: all null; unconditional model:
+  ///   required); out: (N, output_channels, S, S), not aliasing x.
+  /// With pass.train, dropout is applied (if configured) and what backward() needs is kept; x, t
+  /// and labels must then stay alive and unchanged until backward().
+  /// @throws std::invalid_argument naming the argument on a shape or label error.
+  void forward(ConstView<T> x, ConstView<std::int32_t> t, ConstView<std::int32_t> labels, View<T> out,
+               Pass pass = {}) {
+    check_inputs(x, t, labels, out);
+    const std::size_t N = x.n(), S = config_.image_size, E = config_.emb_dim();
+    const bool train = pass.train;
+    ready_ = false;
+
+    // ---- embedding: emb = time_mlp(t) (+ class_emb(labels)); semb = SiLU(emb)
+    emb_.resize(Shape{N, E});
+    semb_.resize(Shape{N, E});
+    time_mlp_->forward(t, emb_.view());
+    if (class_emb_) {
+      labels_ = labels.empty() ? null_labels(N) : labels;
+      class_emb_->forward(labels_, semb_.view());  // semb_ holds the class embedding for a moment
+      ops::template add<T>(backend_, emb_.cview(), semb_.cview(), emb_.view());
+    }
+    ops::template silu_forward<T>(backend_, emb_.cview(), semb_.view());
+    const ConstView<T> semb = semb_.cview();
+
+    // ---- encoder: every stage output is a skip activation (kept in both modes)
+    h0_.resize(Shape{N, config_.base_channels, S, S});
+    conv_in_->forward(x, h0_.view());
+    ConstView<T> h = h0_.cview();
+    for (auto& s : down_) {
+      if (s.down) {
+        s.out.resize(s.down->output_shape(h.shape()));
+        s.down->forward(h, s.out.view());
+      } else {
+        const Shape os{N, s.res->out_channels(), h.h(), h.w()};
+        s.out.resize(os);
+        if (s.attn) {
+          const View<T> r = train ? keep(s.res_out, os) : ws_.get(slot::y0, os);
+          s.res->forward(h, semb, r, ws_, pass);
+          s.attn->forward(r, s.out.view(), ws_);
+        } else {
+          s.res->forward(h, semb, s.out.view(), ws_, pass);
+        }
+      }
+      h = s.out.cview();
+    }
+
+    // ---- middle
+    const Shape ms = h.shape();
+    const View<T> m1 = train ? keep(mid1_out_, ms) : ws_.get(slot::y0, ms);
+    mid1_->forward(h, semb, m1, ws_, pass);
+    const View<T> ma = train ? keep(mid_attn_out_, ms) : ws_.get(slot::y1, ms);
+    mid_attn_->forward(m1, ma, ws_);
+    const View<T> m2 = train ? keep(mid2_out_, ms) : ws_.get(slot::y0, ms);
+    mid2_->forward(ma, semb, m2, ws_, pass);
+    h = m2;
+    std::size_t cur = slot::y0;  // inference: the slot holding h
+
+    // ---- decoder
+    for (auto& s : up_) {
+      const std::size_t other = flip(cur);
+      if (s.up) {
+        const Shape os = Upsample<T, B>::output_shape(h.shape());
+        const View<T> o = train ? keep(s.out, os) : ws_.get(other, os);
+        s.up->forward(h, o, ws_.get(slot::a, os));
+        h = o;
+        cur = other;
+        continue;
+      }
+      const ConstView<T> skip = skip_view(s.skip);
+      const View<T> xc = ws_.get(slot::cat, Shape{N, h.c() + skip.c(), h.h(), h.w()});
+      ops::template concat_channels<T>(backend_, h, skip, xc);
+      const Shape os{N, s.res->out_channels(), h.h(), h.w()};
+      if (s.attn) {
+        const View<T> r = train ? keep(s.res_out, os) : ws_.get(other, os);
+        s.res->forward(xc, semb, r, ws_, pass);
+        const View<T> o = train ? keep(s.out, os) : ws_.get(cur, os);  // old h is dead
+        s.attn->forward(r, o, ws_);
+        h = o;
+      } else {
+        const View<T> o = train ? keep(s.out, os) : ws_.get(other, os);
+        s.res->forward(xc, semb, o, ws_, pass);
+        h = o;
+        cur = other;
+      }
+    }
+
+    // ---- output: conv_out(SiLU(norm_out(h)))
+    const View<T> a = ws_.get(slot::a, h.shape());
+    norm_out_->forward(h, a, /*silu=*/true);
+    conv_out_->forward(a, out);
+
+    if (train) {
+      x_ = x;
+      batch_ = N;
+      ready_ = true;
+    }
+  }
+
+  /// Backward of the last forward(), which must have had pass.train = true.
+  ///   dout: (N, output_channels, S, S) = d loss / d out; dx: empty, or (N, in_channels, S, S)
+  ///   to receive d loss / d x (assigned).
+  /// @post every parameter gradient += its part of d loss / d parameter.
+  /// @throws std::logic_error when there was no training forward; std::invalid_argument on shapes.
+  void backward(ConstView<T> dout, View<T> dx = {}) {
+    if (!ready_) {
+      throw std::logic_error(
+          "ddpm: UNet::backward: needs a forward with pass.train = true first (and no inference "
+          "forward since)");
+    }
+    const std::size_t N = batch_, S = config_.image_size, E = config_.emb_dim();
+    ddpm::detail::require_shape(dout.shape(), Shape{N, config_.output_channels(), S, S},
+                                "UNet::backward dout");
+    if (!dx.empty()) ddpm::detail::require_shape(dx.shape(), x_.shape(), "UNet::backward dx");
+    const ConstView<T> semb = semb_.cview();
+    dsemb_.resize(Shape{N, E});
+    ops::template fill<T>(backend_, dsemb_.view(), T(0));
+    const View<T> dsemb = dsemb_.view();
+
+    // ---- output layers
+    ConstView<T> h = up_.back().out.cview();
+    const View<T> a = ws_.get(slot::a, h.shape());
+    norm_out_->forward(h, a, true);
+    const View<T> ga = ws_.get(slot::c, h.shape());
+    conv_out_->backward(a, dout, ga, false);
+    std::size_t cur = slot::y0;  // the slot holding g, the gradient of the current activation
+    View<T> g = ws_.get(cur, h.shape());
+    norm_out_->backward(h, ga, g, true, false);
+
+    // ---- decoder, last stage first
+    for (std::size_t j = up_.size(); j-- > 0;) {
+      auto& s = up_[j];
+      const ConstView<T> hin = j == 0 ? mid2_out_.cview() : up_[j - 1].out.cview();
+      if (s.up) {
+        const Shape os = s.out.shape();
+        const View<T> gin = ws_.get(flip(cur), hin.shape());
+        s.up->backward(hin, g, gin, false, ws_.get(slot::a, os), ws_.get(slot::c, os));
+        g = gin;
+        cur = flip(cur);
+        continue;
+      }
+      if (s.attn) {
+        const View<T> gr = ws_.get(flip(cur), s.res_out.shape());
+        s.attn->backward(s.res_out.cview(), g, gr, false, ws_);
+        g = gr;
+        cur = flip(cur);
+      }
+      const ConstView<T> skip = skip_view(s.skip);
+      const Shape cs{N, hin.c() + skip.c(), hin.h(), hin.w()};
+      const View<T> xc = ws_.get(slot::cat, cs);
+      ops::template concat_channels<T>(backend_, hin, skip, xc);  // recomputed
+      const View<T> gx = ws_.get(slot::dcat, cs);
+      s.res->backward(xc, semb, g, gx, false, dsemb, ws_);
+      const View<T> gin = ws_.get(flip(cur), hin.shape());
+      ops::template split_channels<T>(backend_, gx, hin.c(), gin, false, skip_grad(s.skip), false);
+      g = gin;
+      cur = flip(cur);
+    }
+
+    // ---- middle
+    {
+      const View<T> g2 = ws_.get(flip(cur), mid_attn_out_.shape());
+      mid2_->backward(mid_attn_out_.cview(), semb, g, g2, false, dsemb, ws_);
+      cur = flip(cur);
+      const View<T> g1 = ws_.get(flip(cur), mid1_out_.shape());
+      mid_attn_->backward(mid1_out_.cview(), g2, g1, false, ws_);
+      const std::size_t last = down_.size();
+      mid1_->backward(skip_view(last), semb, g1, skip_grad(last), true, dsemb, ws_);
+    }
+
+    // ---- encoder, last stage first: stage i reads skip i and writes skip i + 1
+    for (std::size_t i = down_.size(); i-- > 0;) {
+      auto& s = down_[i];
+      const ConstView<T> hin = skip_view(i);
+      const View<T> gin = skip_grad(i);
+      const ConstView<T> gout = s.dout.cview();
+      if (s.down) {
+        s.down->backward(hin, gout, gin, true);
+      } else if (s.attn) {
+        const View<T> gr = ws_.get(slot::y0, s.res_out.shape());
+        s.attn->backward(s.res_out.cview(), gout, gr, false, ws_);
+        s.res->backward(hin, semb, gr, gin, true, dsemb, ws_);
+      } else {
+        s.res->backward(hin, semb, gout, gin, true, dsemb, ws_);
+      }
+    }
+    conv_in_->backward(x_, dh0_.cview(), dx, false);
+
+    // ---- embedding: d emb = SiLU'(emb) d semb, then the class table and the time MLP
+    demb_.resize(Shape{N, E});
+    ops::template silu_backward<T>(backend_, emb_.cview(), dsemb_.cview(), demb_.view(), false);
+    if (class_emb_) class_emb_->backward(labels_, demb_.cview());
+    time_mlp_->backward(demb_.cview());
+  }
+
+  /// Visits every parameter as v(std::string_view name, Parameter<T, B>&), in PyTorch's
+  /// named_parameters() order and with its names ("time_mlp.0.weight", "class_emb.weight",
+  /// "conv_in.weight", "down.0.0.norm1.weight", "down.2.conv.weight", "mid_attn.proj.bias",
+  /// "up.3.conv.weight", "norm_out.weight", "conv_out.bias", ...).
+  template <class V>
+  void visit_parameters(V&& v) {
+    visit_all(*this, v);
+  }
+  template <class V>
+  void visit_parameters(V&& v) const {
+    visit_all(*this, v);
+  }
+
+  /// Sets every parameter gradient to zero.
+  void zero_grad() {
+    visit_parameters([](std::string_view, Parameter<T, B>& p) { p.grad.zero(); });
+  }
+
+  /// Bytes of parameters, gradients, kept activations and workspace held now.
+  [[nodiscard]] UNetMemory memory_use() const {
+    UNetMemory m;
+    visit_parameters([&](std::string_view, const Parameter<T, B>& p) {
+      m.parameters += p.value.capacity() * sizeof(T);
+      m.gradients += p.grad.capacity() * sizeof(T);
+    });
+    std::size_t n = h0_.capacity() + dh0_.capacity() + mid1_out_.capacity() +
+                    mid_attn_out_.capacity() + mid2_out_.capacity() + emb_.capacity() +
+                    semb_.capacity() + dsemb_.capacity() + demb_.capacity();
+    std::size_t state = time_mlp_->state_bytes() + mid1_->state_bytes() + mid_attn_->state_bytes() +
+                        mid2_->state_bytes();
+    for (const auto& s : down_) {
+      n += s.res_out.capacity() + s.out.capacity() + s.dout.capacity();
+      if (s.res) state += s.res->state_bytes();
+      if (s.attn) state += s.attn->state_bytes();
+    }
+    for (const auto& s : up_) {
+      n += s.res_out.capacity() + s.out.capacity();
+      if (s.res) state += s.res->state_bytes();
+      if (s.attn) state += s.attn->state_bytes();
+    }
+    m.activations = n * sizeof(T) + state;
+    m.workspace = ws_.bytes();
+    return m;
+  }
+
+  /// Frees every activation and workspace buffer (parameters stay). The next forward allocates
+  /// again; a backward needs a new training forward first.
+  void release_buffers() noexcept {
+    ready_ = false;
+    ws_.release();
+    for (Tensor<T, B>* t : {&h0_, &dh0_, &mid1_out_, &mid_attn_out_, &mid2_out_, &emb_, &semb_,
+                            &dsemb_, &demb_})
+      t->release();
+    for (auto& s : down_) {
+      s.res_out.release();
+      s.out.release();
+      s.dout.release();
+      if (s.res) s.res->release();
+    }
+    for (auto& s : up_) {
+      s.res_out.release();
+      s.out.release();
+      if (s.res) s.res->release();
+    }
+    mid1_->release();
+    mid2_->release();
+  }
+
+ private:
+  using slot = typename Workspace<T, B>::slot;
+
+  /// An entry of PyTorch's `down` ModuleList: ResBlock (+ AttnBlock), or Downsample.
+  struct DownStage {
+    std::optional<ResBlock<T, B>> res;
+    std::optional<AttnBlock<T, B>> attn;
+    std::optional<Downsample<T, B>> down;
+    Tensor<T, B> res_out;  // ResBlock output when an AttnBlock follows (training only)
+    Tensor<T, B> out;      // the stage output = a skip activation (both modes)
+    Tensor<T, B> dout;     // its gradient (backward)
+  };
+  /// An entry of PyTorch's `up` ModuleList: ResBlock on [h, skip] (+ AttnBlock), or Upsample.
+  struct UpStage {
+    std::optional<ResBlock<T, B>> res;
+    std::optional<AttnBlock<T, B>> attn;
+    std::optional<Upsample<T, B>> up;
+    std::size_t skip = 0;  // skip activation concatenated: 0 = conv_in output, k = down[k-1] output
+    Tensor<T, B> res_out;  // ResBlock output when an AttnBlock follows (training only)
+    Tensor<T, B> out;      // stage output (training only; inference uses slots y0/y1)
+  };
+
+  void build(std::uint64_t seed) {
+    const UNetConfig& c = config_;
+    ParamInit init(Rng{seed});
+    const std::size_t E = c.emb_dim(), L = c.levels();
+    std::uint64_t block = 0;  // ResBlock number, for the dropout streams
+
+    // the construction order is PyTorch's registration order, hence the init stream order
+    time_mlp_.emplace(c.base_channels, E, backend_, init);
+    if (c.num_classes) class_emb_.emplace(c.num_classes + 1, E, backend_, init);
+    conv_in_.emplace(c.in_channels, c.base_channels, ConvGeometry{3, 1, 1}, backend_, init);
+
+    std::vector<std::size_t> skip_ch{c.base_channels};
+    std::size_t ch = c.base_channels, res = c.image_size;
+    down_.reserve(L * (c.num_res_blocks + 1));
+    for (std::size_t i = 0; i < L; ++i) {
+      const std::size_t co = c.level_channels(i);
+      for (std::size_t r = 0; r < c.num_res_blocks; ++r) {
+        DownStage s;
+        s.res.emplace(ch, co, E, c.groups, c.dropout, block++, backend_, init);
+        ch = co;
+        if (c.has_attention(res)) s.attn.emplace(ch, c.groups, backend_, init);
+        down_.push_back(std::move(s));
+        skip_ch.push_back(ch);
+      }
+      if (i + 1 != L) {
+        DownStage s;
+        s.down.emplace(ch, backend_, init);
+        down_.push_back(std::move(s));
+        skip_ch.push_back(ch);
+        res /= 2;
+      }
+    }
+
+    mid1_.emplace(ch, ch, E, c.groups, c.dropout, block++, backend_, init);
+    mid_attn_.emplace(ch, c.groups, backend_, init);
+    mid2_.emplace(ch, ch, E, c.groups, c.dropout, block++, backend_, init);
+
+    up_.reserve(L * (c.num_res_blocks + 2));
+    for (std::size_t i = L; i-- > 0;) {
+      const std::size_t co = c.level_channels(i);
+      for (std::size_t r = 0; r < c.num_res_blocks + 1; ++r) {
+        UpStage s;
+        s.skip = skip_ch.size() - 1;
+        s.res.emplace(ch + skip_ch.back(), co, E, c.groups, c.dropout, block++, backend_, init);
+        skip_ch.pop_back();
+        ch = co;
+        if (c.has_attention(res)) s.attn.emplace(ch, c.groups, backend_, init);
+        up_.push_back(std::move(s));
+      }
+      if (i != 0) {
+        UpStage s;
+        s.up.emplace(ch, backend_, init);
+        up_.push_back(std::move(s));
+        res *= 2;
+      }
+    }
+    DDPM_ASSERT(skip_ch.empty(), "UNet: every skip activation is consumed once");
+
+    norm_out_.emplace(ch, c.groups, backend_, init);
+    conv_out_.emplace(ch, c.output_channels(), ConvGeometry{3, 1, 1}, backend_, init,
+                      /*zero_init=*/true);
+  }
+
+  template <class Self, class V>
+  static void visit_all(Self& self, V& v) {
+    using ddpm::detail::visit_prefixed;
+    visit_prefixed(*self.time_mlp_, "time_mlp", v);
+    if (self.class_emb_) visit_prefixed(*self.class_emb_, "class_emb", v);
+    visit_prefixed(*self.conv_in_, "conv_in", v);
+    for (std::size_t i = 0; i < self.down_.size(); ++i) {
+      auto& s = self.down_[i];
+      const std::string p = "down." + std::to_string(i);
+      if (s.down) {
+        visit_prefixed(*s.down, p, v);
+      } else {
+        visit_prefixed(*s.res, p + ".0", v);
+        if (s.attn) visit_prefixed(*s.attn, p + ".1", v);
+      }
+    }
+    visit_prefixed(*self.mid1_, "mid1", v);
+    visit_prefixed(*self.mid_attn_, "mid_attn", v);
+    visit_prefixed(*self.mid2_, "mid2", v);
+    for (std::size_t j = 0; j < self.up_.size(); ++j) {
+      auto& s = self.up_[j];
+      const std::string p = "up." + std::to_string(j);
+      if (s.up) {
+        visit_prefixed(*s.up, p, v);
+      } else {
+        visit_prefixed(*s.res, p + ".0", v);
+        if (s.attn) visit_prefixed(*s.attn, p + ".1", v);
+      }
+    }
+    visit_prefixed(*self.norm_out_, "norm_out", v);
+    visit_prefixed(*self.conv_out_, "conv_out", v);
+  }
+
+  static std::size_t flip(std::size_t s) noexcept { return s == slot::y0 ? slot::y1 : slot::y0; }
+
+  /// Resizes a kept activation and returns its view.
+  static View<T> keep(Tensor<T, B>& t, const Shape& s) {
+    t.resize(s);
+    return t.view();
+  }
+
+  /// Skip activation k: 0 = conv_in output, k = output of down[k - 1].
+  ConstView<T> skip_view(std::size_t k) const { return k == 0 ? h0_.cview() : down_[k - 1].out.cview(); }
+  /// Gradient buffer of skip activation k (sized to the activation).
+  View<T> skip_grad(std::size_t k) {
+    Tensor<T, B>& g = k == 0 ? dh0_ : down_[k - 1].dout;
+    g.resize(skip_view(k).shape());
+    return g.view();
+  }
+
+  /// A (N) label vector of null classes (num_classes).
+  ConstView<std::int32_t> null_labels(std::size_t N) {
+    if (null_labels_.size() != N) {
+      null_labels_.resize(Shape{N});
+      null_labels_.copy_from(std::vector<std::int32_t>(N, std::int32_t(config_.num_classes)));
+    }
+    return null_labels_.cview();
+  }
+
+  void check_inputs(ConstView<T> x, ConstView<std::int32_t> t, ConstView<std::int32_t> labels,
+                    View<T> out) const {
+    using ddpm::detail::require;
+    const std::size_t S = config_.image_size;
+    require(x.shape().rank == 4 && x.n() > 0 && x.c() == config_.in_channels && x.h() == S &&
+                x.w() == S,
+            "UNet::forward x", "expected (N, ", config_.in_channels, ", ", S, ", ", S,
+            ") with N > 0, got ", x.shape().str());
+    const std::size_t N = x.n();
+    require(t.size() == N && !t.empty(), "UNet::forward t", "expected ", N, " timesteps, got ",
+            t.size());
+    if (config_.num_classes == 0) {
+      require(labels.empty(), "UNet::forward labels",
+              "the model is unconditional (num_classes = 0): pass an empty view");
+    } else if (!labels.empty()) {
+      require(labels.size() == N, "UNet::forward labels", "expected ", N, " labels, got ",
+              labels.size());
+      if constexpr (std::is_same_v<typename B::memory_space, backend::host_memory>) {
+        for (std::size_t n = 0; n < N; ++n)
+          require(labels[n] >= 0 && std::size_t(labels[n]) <= config_.num_classes,
+                  "UNet::forward labels", "label ", labels[n], " at index ", n, " outside [0, ",
+                  config_.num_classes, "] (", config_.num_classes, " = null class)");
+      }
+    }
+    ddpm::detail::require_shape(out.shape(), Shape{N, config_.output_channels(), S, S},
+                                "UNet::forward out");
+  }
+
+  UNetConfig config_;
+  B backend_;
+
+  // layers, in PyTorch's registration order
+  std::optional<TimeEmbedding<T, B>> time_mlp_;
+  std::optional<Embedding<T, B>> class_emb_;
+  std::optional<Conv2d<T, B>> conv_in_;
+  std::vector<DownStage> down_;
+  std::optional<ResBlock<T, B>> mid1_;
+  std::optional<AttnBlock<T, B>> mid_attn_;
+  std::optional<ResBlock<T, B>> mid2_;
+  std::vector<UpStage> up_;
+  std::optional<GroupNorm<T, B>> norm_out_;
+  std::optional<Conv2d<T, B>> conv_out_;
+
+  // activations
+  Tensor<T, B> emb_, semb_, dsemb_, demb_;                  // (N, emb_dim)
+  Tensor<std::int32_t, B> null_labels_;                      // (N)
+  Tensor<T, B> h0_, dh0_;                                    // conv_in output (skip 0) and gradient
+  Tensor<T, B> mid1_out_, mid_attn_out_, mid2_out_;          // training only
+  Workspace<T, B> ws_;
+
+  // saved by a training forward
+  ConstView<T> x_;
+  ConstView<std::int32_t> labels_;
+  std::size_t batch_ = 0;
+  bool ready_ = false;
+};
+
+}  // namespace ddpm::nn
