@@ -12,6 +12,7 @@
 #include "ddpm/backend/ops.hpp"
 #include "ddpm/backend/params.hpp"
 #include "ddpm/core/assert.hpp"
+#include "ddpm/optim/param_list.hpp"
 #include "ddpm/tensor/tensor.hpp"
 
 namespace ddpm::optim {
@@ -36,79 +37,63 @@ struct Adam {
   }
 };
 
-/// Adam state for every parameter of a model (first and second moments), allocated by visiting
-/// the model once; later calls rely on the same visiting order (dlib's solver contract).
+/// Adam state (first and second moments) for every parameter of a model, collected once at
+/// construction (dlib's solver contract: always used with the same model instance, which must not
+/// move afterwards).
 template <std::floating_point T, class B>
 class AdamOptimizer {
  public:
   template <class Model>
-  AdamOptimizer(Model& model, Adam cfg, const B& backend = {}) : cfg_(cfg), backend_(backend) {
+  AdamOptimizer(Model& model, Adam cfg, const B& backend = {})
+      : cfg_(cfg), backend_(backend), params_(collect_parameters<T, B>(model)) {
     cfg_.validate();
-    model.visit_parameters([&](std::string_view name, auto& p) {
+    for (const auto& p : params_) {
       Slot s;
-      s.name = std::string(name);
-      s.m.resize(p.value.shape());
-      s.v.resize(p.value.shape());
+      s.m.resize(p.value->shape());
+      s.v.resize(p.value->shape());
       Ops<B>::fill(backend_, s.m.view(), T(0));
       Ops<B>::fill(backend_, s.v.view(), T(0));
       slots_.push_back(std::move(s));
-    });
+    }
   }
 
   [[nodiscard]] const Adam& config() const noexcept { return cfg_; }
+  [[nodiscard]] const std::vector<ParamRef<T, B>>& parameters() const noexcept { return params_; }
   /// Number of steps taken (bias correction uses steps() + 1 for the next step).
   [[nodiscard]] std::uint64_t steps() const noexcept { return step_; }
   void set_steps(std::uint64_t s) noexcept { step_ = s; }
 
   /// One update of every parameter with learning rate `lr`, the gradients first multiplied by
   /// `grad_scale` (clipping, micro-batch averaging).
-  template <class Model>
-  void step(Model& model, double lr, double grad_scale = 1.0) {
+  void step(double lr, double grad_scale = 1.0) {
     ++step_;
-    AdamStep s{.lr = lr, .beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.eps,
-               .weight_decay = cfg_.weight_decay, .decoupled = cfg_.decoupled, .step = step_,
-               .grad_scale = grad_scale};
-    std::size_t i = 0;
-    model.visit_parameters([&](std::string_view name, auto& p) {
-      DDPM_ASSERT(i < slots_.size() && slots_[i].name == name, "Adam: parameter order changed");
-      (void)name;
-      Ops<B>::adam_step(backend_, p.value.view(), p.grad.cview(), slots_[i].m.view(),
-                        slots_[i].v.view(), s);
-      ++i;
-    });
+    const AdamStep s{.lr = lr, .beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.eps,
+                     .weight_decay = cfg_.weight_decay, .decoupled = cfg_.decoupled,
+                     .step = step_, .grad_scale = grad_scale};
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      Ops<B>::adam_step(backend_, params_[i].value->view(), params_[i].grad->cview(),
+                        slots_[i].m.view(), slots_[i].v.view(), s);
   }
 
-  /// v(name, tensor) for every state tensor: "<param>.adam_m", "<param>.adam_v".
+  /// v(name, tensor) for every state tensor: "adam_m.<param>", "adam_v.<param>".
   template <class V>
   void visit_state(V&& v) {
-    for (auto& s : slots_) {
-      v(s.name + ".adam_m", s.m);
-      v(s.name + ".adam_v", s.v);
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      v("adam_m." + params_[i].name, slots_[i].m);
+      v("adam_v." + params_[i].name, slots_[i].v);
     }
   }
 
  private:
   struct Slot {
-    std::string name;
     Tensor<T, B> m, v;
   };
   Adam cfg_;
   B backend_;
+  std::vector<ParamRef<T, B>> params_;
   std::vector<Slot> slots_;
   std::uint64_t step_ = 0;
 };
-
-/// Global L2 norm of all parameter gradients (double; NaN/Inf propagate).
-template <class Model>
-double grad_norm(Model& model) {
-  double s = 0;
-  model.visit_parameters([&](std::string_view, auto& p) {
-    using Tn = std::remove_cvref_t<decltype(p.grad)>;
-    using Bk = typename Tn::backend_type;
-    s += Ops<Bk>::sum_squares(model.backend(), p.grad.cview());
-  });
-  return std::sqrt(s);
-}
 
 /// torch.nn.utils.clip_grad_norm_: the factor min(1, max_norm / (norm + 1e-6)) to apply to the
 /// gradients (returned rather than applied, so that it folds into the Adam step).

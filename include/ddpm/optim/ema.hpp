@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ddpm/backend/ops.hpp"
 #include "ddpm/core/assert.hpp"
+#include "ddpm/optim/param_list.hpp"
 #include "ddpm/tensor/tensor.hpp"
 
 namespace ddpm::optim {
@@ -25,20 +27,20 @@ struct EmaConfig {
   }
 };
 
-/// A shadow copy of every parameter value of a model.
+/// A shadow copy of every parameter value of a model, collected once at construction (the model
+/// must not move afterwards).
 template <std::floating_point T, class B>
 class Ema {
  public:
   template <class Model>
-  Ema(Model& model, EmaConfig cfg, const B& backend = {}) : cfg_(cfg), backend_(backend) {
+  Ema(Model& model, EmaConfig cfg, const B& backend = {})
+      : cfg_(cfg), backend_(backend), params_(collect_parameters<T, B>(model)) {
     cfg_.validate();
-    model.visit_parameters([&](std::string_view name, auto& p) {
-      Slot s;
-      s.name = std::string(name);
-      s.value.resize(p.value.shape());
-      Ops<B>::copy(backend_, p.value.cview(), s.value.view());
-      slots_.push_back(std::move(s));
-    });
+    for (const auto& p : params_) {
+      Tensor<T, B> v(p.value->shape());
+      Ops<B>::copy(backend_, p.value->cview(), v.view());
+      values_.push_back(std::move(v));
+    }
   }
 
   [[nodiscard]] const EmaConfig& config() const noexcept { return cfg_; }
@@ -52,48 +54,28 @@ class Ema {
   }
 
   /// ema = d ema + (1 - d) p for every parameter.
-  template <class Model>
-  void update(Model& model) {
+  void update() {
     const T d = T(next_decay());
     ++n_;
-    std::size_t i = 0;
-    model.visit_parameters([&](std::string_view, auto& p) {
-      Ops<B>::ema_update(backend_, slots_[i].value.view(), p.value.cview(), d);
-      ++i;
-    });
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      Ops<B>::ema_update(backend_, values_[i].view(), params_[i].value->cview(), d);
   }
-  /// Writes the averaged weights into `model` (e.g. a second model used for sampling).
-  template <class Model>
-  void copy_to(Model& model) const {
-    std::size_t i = 0;
-    model.visit_parameters([&](std::string_view, auto& p) {
-      Ops<B>::copy(backend_, slots_[i].value.cview(), p.value.view());
-      ++i;
-    });
+  /// Exchanges the model's weights with the averaged ones (call again to restore). Cheap: swaps
+  /// buffers, copies nothing.
+  void swap() {
+    for (std::size_t i = 0; i < params_.size(); ++i) std::swap(values_[i], *params_[i].value);
   }
-  /// Exchanges the model's weights with the averaged ones (call twice to restore).
-  template <class Model>
-  void swap_with(Model& model) {
-    std::size_t i = 0;
-    model.visit_parameters([&](std::string_view, auto& p) {
-      std::swap(slots_[i].value, p.value);
-      ++i;
-    });
-  }
-  /// v(name, tensor) for every averaged tensor: "<param>".
+  /// v(name, tensor) for every averaged tensor: "ema.<param>".
   template <class V>
   void visit_state(V&& v) {
-    for (auto& s : slots_) v(s.name, s.value);
+    for (std::size_t i = 0; i < params_.size(); ++i) v("ema." + params_[i].name, values_[i]);
   }
 
  private:
-  struct Slot {
-    std::string name;
-    Tensor<T, B> value;
-  };
   EmaConfig cfg_;
   B backend_;
-  std::vector<Slot> slots_;
+  std::vector<ParamRef<T, B>> params_;
+  std::vector<Tensor<T, B>> values_;
   std::uint64_t n_ = 0;
 };
 
