@@ -326,6 +326,11 @@ inline void GifWriter::add_frame(const Image8& frame, int delay_cs) {
     fail("graphics control");
 
   ColorMapObject* local = pf.palette.empty() ? nullptr : detail::make_color_map(pf.palette);
+  if (local == nullptr && state_->gif->Image.ColorMap != nullptr) {
+    // giflib 5.2 drops (leaks) the previous frame's local map when given none: free it here.
+    GifFreeMapObject(state_->gif->Image.ColorMap);
+    state_->gif->Image.ColorMap = nullptr;
+  }
   const int rc = EGifPutImageDesc(state_->gif, 0, 0, int(frame.w), int(frame.h), false, local);
   if (local != nullptr) GifFreeMapObject(local);  // giflib copies it
   if (rc != GIF_OK) fail("image descriptor");

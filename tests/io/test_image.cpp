@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+// Tests for ddpm/io/image.hpp: decoding, resizing, cropping, flipping, image folders.
+#include "ddpm/io/image.hpp"
+
+#include <doctest/doctest.h>
+#include <stb/stb_image_write.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ddpm/io/png.hpp"
+#include "io/io_test_util.hpp"
+
+using ddpm::io::Image8;
+using ddpm::io::test::TempDir;
+using ddpm::io::test::write_bytes;
+
+namespace {
+
+Image8 pattern(std::size_t h, std::size_t w, std::size_t c, unsigned seed = 1) {
+  Image8 img{h, w, c, std::vector<std::uint8_t>(h * w * c)};
+  for (std::size_t i = 0; i < img.px.size(); ++i) img.px[i] = std::uint8_t((i * 37 + seed * 11) % 256);
+  return img;
+}
+
+Image8 constant(std::size_t h, std::size_t w, std::size_t c, std::uint8_t v) {
+  return Image8{h, w, c, std::vector<std::uint8_t>(h * w * c, v)};
+}
+
+}  // namespace
+
+TEST_CASE("image: PNG files decode to the pixels written, in 1, 3 and 4 channels") {
+  TempDir dir;
+  for (const std::size_t c : {1, 3, 4}) {
+    CAPTURE(c);
+    const Image8 img = pattern(5, 7, c);
+    const auto p = dir / ("p" + std::to_string(c) + ".png");
+    ddpm::io::write_png(p, img);
+    const Image8 back = ddpm::io::read_image(p, c);
+    CHECK((back.h == 5 && back.w == 7 && back.c == c));
+    CHECK(back.px == img.px);
+  }
+}
+
+TEST_CASE("image: channel conversion on read (gray -> RGB replicates, RGB -> gray is luminance)") {
+  TempDir dir;
+  const Image8 gray = pattern(3, 4, 1);
+  ddpm::io::write_png(dir / "g.png", gray);
+  const Image8 rgb = ddpm::io::read_image(dir / "g.png", 3);
+  REQUIRE(rgb.c == 3);
+  for (std::size_t i = 0; i < 12; ++i)
+    CHECK((rgb.px[3 * i] == gray.px[i] && rgb.px[3 * i + 1] == gray.px[i] && rgb.px[3 * i + 2] == gray.px[i]));
+  // A pure-colour RGB image reads back as one gray level.
+  Image8 red{2, 2, 3, {}};
+  for (int i = 0; i < 4; ++i) red.px.insert(red.px.end(), {200, 0, 0});
+  ddpm::io::write_png(dir / "r.png", red);
+  const Image8 lum = ddpm::io::read_image(dir / "r.png", 1);
+  REQUIRE(lum.c == 1);
+  CHECK(lum.px[0] > 40);
+  CHECK(lum.px[0] < 80);  // about 0.3 * 200
+}
+
+TEST_CASE("image: BMP and JPEG are decoded too") {
+  TempDir dir;
+  const Image8 img = constant(8, 8, 3, 90);
+  REQUIRE(stbi_write_bmp((dir / "a.bmp").c_str(), 8, 8, 3, img.px.data()));
+  CHECK(ddpm::io::read_image(dir / "a.bmp", 3).px == img.px);
+  REQUIRE(stbi_write_jpg((dir / "a.jpg").c_str(), 8, 8, 3, img.px.data(), 95));
+  const Image8 j = ddpm::io::read_image(dir / "a.jpg", 3);
+  REQUIRE(j.px.size() == img.px.size());
+  for (std::size_t i = 0; i < j.px.size(); ++i) CHECK(std::abs(int(j.px[i]) - 90) <= 3);
+}
+
+TEST_CASE("image: unreadable images are rejected naming the file") {
+  TempDir dir;
+  const auto missing = dir / "missing.png";
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(missing), missing.string(), "No such file or directory");
+  const auto empty = dir / "empty.png";
+  write_bytes(empty, {});
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(empty), empty.string(), "cannot decode image: the file is empty");
+  const auto junk = dir / "junk.png";
+  ddpm::io::test::write_text(junk, "this is not an image at all");
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(junk), junk.string(), "cannot decode image");
+  // A PNG cut in half.
+  ddpm::io::write_png(dir / "whole.png", pattern(32, 32, 3));
+  auto bytes = ddpm::io::test::read_bytes(dir / "whole.png");
+  bytes.resize(bytes.size() / 2);
+  const auto cut = dir / "cut.png";
+  write_bytes(cut, bytes);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(cut), cut.string(), "cannot decode image");
+  // A gray PNG header claiming 20000 x 20000 pixels (stb_image itself would try): refused by
+  // ddpm's own pixel limit before decoding.
+  const std::vector<std::uint8_t> huge{0x89, 'P', 'N', 'G', 13, 10, 26, 10,
+                                       0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                       0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20, 8, 0, 0, 0, 0,
+                                       0, 0, 0, 0};
+  const auto big = dir / "huge.png";
+  write_bytes(big, huge);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(big), big.string(), "larger than the limit");
+  CHECK_THROWS_AS((void)ddpm::io::read_image(dir / "whole.png", 2), std::invalid_argument);
+}
+
+TEST_CASE("image: resize keeps constants constant, in both directions") {
+  for (const auto& [h, w] : std::vector<std::pair<std::size_t, std::size_t>>{{1, 1}, {3, 5}, {7, 7}, {40, 13}, {64, 64}}) {
+    CAPTURE(h);
+    CAPTURE(w);
+    const Image8 out = ddpm::io::resize_area_or_bilinear(constant(17, 23, 3, 201), h, w);
+    CHECK((out.h == h && out.w == w && out.c == 3));
+    for (auto v : out.px) CHECK(v == 201);
+  }
+}
+
+TEST_CASE("image: shrinking averages areas exactly") {
+  // 4x4 -> 2x2: each output is the mean of a 2x2 block.
+  Image8 img{4, 4, 1, {0, 2, 10, 20, 4, 6, 30, 40, 100, 100, 0, 0, 100, 100, 0, 4}};
+  const Image8 out = ddpm::io::resize_area_or_bilinear(img, 2, 2);
+  CHECK(out.px == std::vector<std::uint8_t>{3, 25, 100, 1});
+  // 1x3 -> 1x2 (factor 1.5): [0, 90, 180] -> [(0 + 90/2) / 1.5, (90/2 + 180) / 1.5] = [30, 150].
+  const Image8 thirds = ddpm::io::resize_area_or_bilinear(Image8{1, 3, 1, {0, 90, 180}}, 1, 2);
+  CHECK(thirds.px == std::vector<std::uint8_t>{30, 150});
+}
+
+TEST_CASE("image: growing is bilinear with half-pixel centres") {
+  // 1x2 -> 1x4: sources -0.25 (clamped), 0.25, 0.75, 1.25 (clamped).
+  const Image8 out = ddpm::io::resize_area_or_bilinear(Image8{1, 2, 1, {0, 100}}, 1, 4);
+  CHECK(out.px == std::vector<std::uint8_t>{0, 25, 75, 100});
+  // Equal size is a copy.
+  const Image8 img = pattern(5, 6, 3);
+  CHECK(ddpm::io::resize_area_or_bilinear(img, 5, 6).px == img.px);
+  CHECK_THROWS_AS((void)ddpm::io::resize_area_or_bilinear(img, 0, 6), std::invalid_argument);
+  CHECK_THROWS_AS((void)ddpm::io::resize_area_or_bilinear(Image8{2, 2, 1, {1, 2, 3}}, 1, 1),
+                  std::invalid_argument);
+}
+
+TEST_CASE("image: center_crop_square takes the middle, hflip mirrors") {
+  const Image8 wide{2, 4, 1, {1, 2, 3, 4, 5, 6, 7, 8}};
+  const Image8 c = ddpm::io::center_crop_square(wide);
+  CHECK((c.h == 2 && c.w == 2));
+  CHECK(c.px == std::vector<std::uint8_t>{2, 3, 6, 7});
+  const Image8 tall{5, 3, 1, {0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4}};
+  CHECK(ddpm::io::center_crop_square(tall).px == std::vector<std::uint8_t>{1, 1, 1, 2, 2, 2, 3, 3, 3});
+  const Image8 rgb{1, 2, 3, {1, 2, 3, 4, 5, 6}};
+  CHECK(ddpm::io::hflip(rgb).px == std::vector<std::uint8_t>{4, 5, 6, 1, 2, 3});
+  const Image8 img = pattern(4, 5, 3);
+  CHECK(ddpm::io::hflip(ddpm::io::hflip(img)).px == img.px);
+}
+
+TEST_CASE("image: load_image_folder sorts, skips non-images and hidden files, crops and resizes") {
+  TempDir dir;
+  ddpm::io::write_png(dir / "b.png", constant(10, 20, 3, 50));   // wide: cropped to 10x10
+  ddpm::io::write_png(dir / "a.PNG", constant(6, 6, 1, 200));    // gray, upper-case extension
+  ddpm::io::write_png(dir / "c.png", constant(30, 12, 3, 120));  // tall
+  ddpm::io::test::write_text(dir / "notes.txt", "not an image");
+  ddpm::io::test::write_text(dir / "._b.png", "macOS resource fork, not a PNG");
+  std::filesystem::create_directory(dir / "sub.png");  // a folder with an image-like name
+
+  const auto ds = ddpm::io::load_image_folder(dir.path(), 8, 3);
+  CHECK((ds.n == 3 && ds.c == 3 && ds.h == 8 && ds.w == 8));
+  REQUIRE(ds.pixels.size() == 3 * 3 * 64);
+  CHECK(ds.labels.empty());
+  CHECK(ds.pixels[0] == 200);           // a.PNG first
+  CHECK(ds.pixels[192] == 50);          // then b.png
+  CHECK(ds.pixels[2 * 192 + 191] == 120);  // then c.png
+
+  const auto gray = ddpm::io::load_image_folder(dir.path(), 4, 1, /*center_crop=*/false, /*max_images=*/2);
+  CHECK((gray.n == 2 && gray.c == 1 && gray.h == 4));
+  CHECK(gray.pixels.size() == 2 * 16);
+}
+
+TEST_CASE("image: load_image_folder center-crops before resizing") {
+  TempDir dir;
+  // 2x6 image: columns 0-1 black, 2-3 white, 4-5 black. The centre crop (2x2) is all white.
+  Image8 img{2, 6, 1, {}};
+  for (int y = 0; y < 2; ++y)
+    for (int x = 0; x < 6; ++x) img.px.push_back((x == 2 || x == 3) ? 255 : 0);
+  ddpm::io::write_png(dir / "x.png", img);
+  const auto cropped = ddpm::io::load_image_folder(dir.path(), 2, 1, true);
+  CHECK(cropped.pixels == std::vector<std::uint8_t>(4, 255));
+  const auto squashed = ddpm::io::load_image_folder(dir.path(), 2, 1, false);
+  CHECK(squashed.pixels == std::vector<std::uint8_t>{85, 85, 85, 85});  // thirds: (0 + 255 + 0) / 3
+}
+
+TEST_CASE("image: load_image_folder errors name the folder or the bad file") {
+  TempDir dir;
+  const auto missing = dir / "nope";
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(missing, 8), missing.string(), "folder does not exist");
+  ddpm::io::test::write_text(dir / "readme.txt", "hello");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir.path(), 8), dir.path().string(), "no image files");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir / "readme.txt", 8), (dir / "readme.txt").string(),
+                      "is not a folder");
+  ddpm::io::write_png(dir / "a.png", constant(4, 4, 3, 1));
+  ddpm::io::test::write_text(dir / "b.jpg", "garbage pretending to be a JPEG");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir.path(), 8), (dir / "b.jpg").string(),
+                      "cannot decode image");
+  CHECK_THROWS_AS((void)ddpm::io::load_image_folder(dir.path(), 0), std::invalid_argument);
+  CHECK_THROWS_AS((void)ddpm::io::load_image_folder(dir.path(), 8, 2), std::invalid_argument);
+}
