@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+// ddpm/backend/cpu/simd.hpp — xsimd helpers of the CPU backend: VMath for batches (so the target
+// and loss policies run vectorised), span loops whose tail goes through the same batch code
+// (so an element's result never depends on where a chunk boundary falls), exp/sigmoid/SiLU,
+// lane-exact float sums accumulated in double, and the AVX2 kernels xsimd 8.1 has no portable
+// spelling for (Philox on 8 lanes, lane duplication and pairwise sums). Without AVX2 those
+// kernels have scalar fallbacks; xsimd picks whatever SIMD the translation unit is compiled for.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "ddpm/config.hpp"
+#include "ddpm/core/rng.hpp"
+#include "ddpm/core/vmath.hpp"
+#include "ddpm/detail/third_party.hpp"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#define DDPM_CPU_SIMD_AVX2 1
+#else
+#define DDPM_CPU_SIMD_AVX2 0
+#endif
+
+namespace ddpm::detail {
+
+/// VMath for xsimd batches, with exactly the scalar semantics of VMath<float> (NaN included):
+/// min(a, b) = b < a ? b : a, max(a, b) = a < b ? b : a, sign(0) = sign(NaN) = 0.
+template <class T, class A>
+struct VMath<xsimd::batch<T, A>> {
+  using V = xsimd::batch<T, A>;
+  static V abs(V x) { return xsimd::abs(x); }
+  static V min(V a, V b) { return xsimd::select(b < a, b, a); }
+  static V max(V a, V b) { return xsimd::select(a < b, b, a); }
+  static V clamp(V x, V lo, V hi) { return min(max(x, lo), hi); }
+  static V sign(V x) {
+    return xsimd::select(x > V(T(0)), V(T(1)), V(T(0))) - xsimd::select(x < V(T(0)), V(T(1)), V(T(0)));
+  }
+};
+
+}  // namespace ddpm::detail
+
+namespace ddpm::detail::cpu {
+
+using fbatch = xsimd::batch<float>;
+inline constexpr std::size_t simd_width = fbatch::size;
+
+// ------------------------------------------------------------------ loads and stores
+/// The first n (< simd_width) floats at p, the other lanes zero.
+DDPM_ALWAYS_INLINE fbatch load_partial(const float* p, std::size_t n) {
+  alignas(64) float buf[simd_width] = {};
+  std::memcpy(buf, p, n * sizeof(float));
+  return fbatch::load_aligned(buf);
+}
+/// Stores the first n (< simd_width) lanes of v at p.
+DDPM_ALWAYS_INLINE void store_partial(fbatch v, float* p, std::size_t n) {
+  alignas(64) float buf[simd_width];
+  v.store_aligned(buf);
+  std::memcpy(p, buf, n * sizeof(float));
+}
+/// v with lanes n.. set to zero.
+DDPM_ALWAYS_INLINE fbatch keep_lanes(fbatch v, std::size_t n) {
+  alignas(64) float buf[simd_width];
+  v.store_aligned(buf);
+  for (std::size_t i = n; i < simd_width; ++i) buf[i] = 0.0f;
+  return fbatch::load_aligned(buf);
+}
+
+/// v with lanes n.. set to `fill`.
+DDPM_ALWAYS_INLINE fbatch fill_lanes(fbatch v, std::size_t n, float fill) {
+  alignas(64) float buf[simd_width];
+  v.store_aligned(buf);
+  for (std::size_t i = n; i < simd_width; ++i) buf[i] = fill;
+  return fbatch::load_aligned(buf);
+}
+
+/// Lane count of a full batch as a type, so that loop bodies written once for full batches and
+/// for the tail compile the full case without branches.
+using full_t = std::integral_constant<std::size_t, simd_width>;
+
+/// Loads `count` floats (all simd_width when count is full_t, else count < simd_width, rest 0).
+template <class N>
+DDPM_ALWAYS_INLINE fbatch load_n(const float* p, N count) {
+  if constexpr (std::is_same_v<N, full_t>) {
+    return fbatch::load_unaligned(p);
+  } else {
+    return load_partial(p, count);
+  }
+}
+/// Stores `count` lanes (see load_n).
+template <class N>
+DDPM_ALWAYS_INLINE void store_n(fbatch v, float* p, N count) {
+  if constexpr (std::is_same_v<N, full_t>) {
+    v.store_unaligned(p);
+  } else {
+    store_partial(v, p, count);
+  }
+}
+/// v, or v with the lanes past `count` zeroed (see load_n).
+template <class N>
+DDPM_ALWAYS_INLINE fbatch valid_n(fbatch v, N count) {
+  if constexpr (std::is_same_v<N, full_t>) {
+    return v;
+  } else {
+    return keep_lanes(v, count);
+  }
+}
+
+/// Calls body(i, full_t{}) for each full batch of [0, n), then body(i, n - i) for the tail.
+template <class Body>
+DDPM_ALWAYS_INLINE void for_lanes(std::size_t n, Body&& body) {
+  std::size_t i = 0;
+  for (; i + simd_width <= n; i += simd_width) body(i, full_t{});
+  if (i < n) body(i, n - i);
+}
+
+/// Largest lane, folded left to right as std::max (a < b ? b : a).
+DDPM_ALWAYS_INLINE float reduce_max(fbatch v) {
+  alignas(64) float buf[simd_width];
+  v.store_aligned(buf);
+  float m = buf[0];
+  for (std::size_t i = 1; i < simd_width; ++i) m = m < buf[i] ? buf[i] : m;
+  return m;
+}
+
+// ------------------------------------------------------------------ span loops
+/// out[i] = f(in[i]...) for i in [0, n), f: (fbatch...) -> fbatch. The tail (n % simd_width
+/// elements) runs through the same batch code on a zero-padded copy, so every element gets the
+/// same arithmetic wherever it sits. out may alias an input (element-wise).
+template <class F, class... In>
+DDPM_ALWAYS_INLINE void map_span(std::size_t n, F&& f, float* out, const In*... in) {
+  constexpr std::size_t W = simd_width;
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const fbatch r0 = f(fbatch::load_unaligned(in + i)...);
+    const fbatch r1 = f(fbatch::load_unaligned(in + i + W)...);
+    r0.store_unaligned(out + i);
+    r1.store_unaligned(out + i + W);
+  }
+  for (; i + W <= n; i += W) f(fbatch::load_unaligned(in + i)...).store_unaligned(out + i);
+  if (i < n) store_partial(f(load_partial(in + i, n - i)...), out + i, n - i);
+}
+
+/// Accumulates batches of float terms: in float lanes for at most `block` batches, then the lanes
+/// are added to a double one by one. Deterministic (depends only on the order of add calls).
+class LaneSum {
+ public:
+  static constexpr unsigned block = 64;
+  DDPM_ALWAYS_INLINE void add(fbatch v) {
+    acc_ += v;
+    if (++count_ == block) flush();
+  }
+  [[nodiscard]] double result() {
+    flush();
+    return total_;
+  }
+
+ private:
+  void flush() {
+    alignas(64) float lanes[simd_width];
+    acc_.store_aligned(lanes);
+    for (std::size_t l = 0; l < simd_width; ++l) total_ += double(lanes[l]);
+    acc_ = fbatch(0.0f);
+    count_ = 0;
+  }
+  fbatch acc_ = fbatch(0.0f);
+  unsigned count_ = 0;
+  double total_ = 0.0;
+};
+
+/// sum over i in [0, n) of g(in[i]...) (g: (fbatch...) -> fbatch), float lanes in blocks of 512
+/// elements per accumulator, blocks added in double. Tail lanes past n contribute exactly 0.
+template <class G, class... In>
+inline double sum_span(std::size_t n, G&& g, const In*... in) {
+  constexpr std::size_t W = simd_width;
+  LaneSum s0, s1;
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    s0.add(g(fbatch::load_unaligned(in + i)...));
+    s1.add(g(fbatch::load_unaligned(in + i + W)...));
+  }
+  for (; i + W <= n; i += W) s0.add(g(fbatch::load_unaligned(in + i)...));
+  if (i < n) s1.add(keep_lanes(g(load_partial(in + i, n - i)...), n - i));
+  return s0.result() + s1.result();
+}
+
+// ------------------------------------------------------------------ exp, sigmoid, SiLU
+/// e^x, Cephes-style: x clamped to [-87.34, 88.38] (so e^x of very negative x is ~1.2e-38, not 0),
+/// range reduction by ln 2 in two parts, degree-5 polynomial; about 1 ulp.
+DDPM_ALWAYS_INLINE fbatch exp(fbatch x) {
+  using ibatch = xsimd::batch<std::int32_t>;
+  x = xsimd::min(xsimd::max(x, fbatch(-87.3365447504f)), fbatch(88.3762626647949f));
+  const fbatch fx = xsimd::nearbyint(x * fbatch(1.44269504088896341f));
+  fbatch r = xsimd::fnma(fx, fbatch(0.693359375f), x);
+  r = xsimd::fnma(fx, fbatch(-2.12194440e-4f), r);
+  fbatch y(1.9875691500e-4f);
+  y = xsimd::fma(y, r, fbatch(1.3981999507e-3f));
+  y = xsimd::fma(y, r, fbatch(8.3334519073e-3f));
+  y = xsimd::fma(y, r, fbatch(4.1665795894e-2f));
+  y = xsimd::fma(y, r, fbatch(1.6666665459e-1f));
+  y = xsimd::fma(y, r, fbatch(5.0000001201e-1f));
+  y = xsimd::fma(y, r * r, r) + fbatch(1.0f);
+  const ibatch n = xsimd::batch_cast<std::int32_t>(fx);
+  const fbatch pow2n = xsimd::bitwise_cast<fbatch>((n + ibatch(127)) << 23);
+  return y * pow2n;
+}
+/// 1 / (1 + e^-x)
+DDPM_ALWAYS_INLINE fbatch sigmoid(fbatch x) { return fbatch(1.0f) / (fbatch(1.0f) + exp(-x)); }
+/// x sigmoid(x)
+DDPM_ALWAYS_INLINE fbatch silu(fbatch x) { return x / (fbatch(1.0f) + exp(-x)); }
+/// d/dz z sigmoid(z) = s (1 + z (1 - s))
+DDPM_ALWAYS_INLINE fbatch silu_grad(fbatch z) {
+  const fbatch s = sigmoid(z);
+  return s * xsimd::fma(z, fbatch(1.0f) - s, fbatch(1.0f));
+}
+
+// ------------------------------------------------------------------ dropout keep masks
+/// Smallest 24-bit k with Rng::to_uniform(k << 8) >= p, so that keep_i <=> (bits_i >> 8) >= k
+/// exactly as the reference's `uniform(stream, i) >= p` (clamped to [0, 2^24]).
+inline std::uint32_t dropout_threshold(double p) {
+  constexpr double scale = 16777216.0;
+  double t = std::ceil(p * scale - 0.5);
+  if (!(t > 0.0)) t = 0.0;
+  if (t > scale) t = scale;
+  auto k = std::uint32_t(t);
+  const auto uniform_of = [](std::uint32_t q) { return (double(q) + 0.5) * (1.0 / 16777216.0); };
+  while (k > 0 && uniform_of(k - 1) >= p) --k;
+  while (k < (1u << 24) && !(uniform_of(k) >= p)) ++k;
+  return k;
+}
+
+/// Dropout of the 32 elements [32 b, 32 b + 32) of a stream (b = first Philox block / 8):
+/// y[j] = keep_j ? x[j] * s : 0 (acc: y[j] += ...). x and y point at element 32 b; count <= 32
+/// elements are processed (the rest of the group is generated and discarded).
+inline void dropout_group(const Rng& rng, std::uint64_t stream, std::uint64_t group,
+                          std::uint32_t threshold, float s, const float* x, float* y,
+                          std::size_t count, bool acc) {
+#if DDPM_CPU_SIMD_AVX2
+  if (count < 32) {  // the tail runs the same vector code on padded copies
+    alignas(32) float xb[32] = {}, yb[32] = {};
+    std::memcpy(xb, x, count * sizeof(float));
+    if (acc) std::memcpy(yb, y, count * sizeof(float));
+    dropout_group(rng, stream, group, threshold, s, xb, yb, 32, acc);
+    std::memcpy(y, yb, count * sizeof(float));
+    return;
+  }
+  const std::uint64_t block0 = group * 8;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // block0 is a multiple of 8, so block0 + 7 never carries out of the low word.
+  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(std::int32_t(std::uint32_t(block0))), lane);
+  __m256i c1 = _mm256_set1_epi32(std::int32_t(std::uint32_t(block0 >> 32)));
+  __m256i c2 = _mm256_set1_epi32(std::int32_t(std::uint32_t(stream)));
+  __m256i c3 = _mm256_set1_epi32(std::int32_t(std::uint32_t(stream >> 32)));
+  __m256i k0 = _mm256_set1_epi32(std::int32_t(std::uint32_t(rng.seed)));
+  __m256i k1 = _mm256_set1_epi32(std::int32_t(std::uint32_t(rng.seed >> 32)));
+  const __m256i m0 = _mm256_set1_epi32(std::int32_t(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(std::int32_t(0xCD9E8D57u));
+  const __m256i w0 = _mm256_set1_epi32(std::int32_t(0x9E3779B9u));
+  const __m256i w1 = _mm256_set1_epi32(std::int32_t(0xBB67AE85u));
+  for (int r = 0; r < 10; ++r) {
+    if (r > 0) {
+      k0 = _mm256_add_epi32(k0, w0);
+      k1 = _mm256_add_epi32(k1, w1);
+    }
+    const __m256i e0 = _mm256_mul_epu32(c0, m0);
+    const __m256i o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
+    const __m256i e1 = _mm256_mul_epu32(c2, m1);
+    const __m256i o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
+    const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), k0);
+    c1 = lo1;
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), k1);
+    c3 = lo0;
+  }
+  // keep masks per word, then a 4x8 transpose to element order (block l, word w -> 4 l + w).
+  const __m256i tm1 = _mm256_set1_epi32(std::int32_t(threshold) - 1);
+  const __m256i a = _mm256_cmpgt_epi32(_mm256_srli_epi32(c0, 8), tm1);
+  const __m256i b = _mm256_cmpgt_epi32(_mm256_srli_epi32(c1, 8), tm1);
+  const __m256i c = _mm256_cmpgt_epi32(_mm256_srli_epi32(c2, 8), tm1);
+  const __m256i d = _mm256_cmpgt_epi32(_mm256_srli_epi32(c3, 8), tm1);
+  const __m256i t0 = _mm256_unpacklo_epi32(a, b), t1 = _mm256_unpackhi_epi32(a, b);
+  const __m256i t2 = _mm256_unpacklo_epi32(c, d), t3 = _mm256_unpackhi_epi32(c, d);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+  const __m256 mask[4] = {_mm256_castsi256_ps(_mm256_permute2x128_si256(u0, u1, 0x20)),
+                          _mm256_castsi256_ps(_mm256_permute2x128_si256(u2, u3, 0x20)),
+                          _mm256_castsi256_ps(_mm256_permute2x128_si256(u0, u1, 0x31)),
+                          _mm256_castsi256_ps(_mm256_permute2x128_si256(u2, u3, 0x31))};
+  const __m256 vs = _mm256_set1_ps(s);
+  for (int q = 0; q < 4; ++q) {
+    __m256 v = _mm256_and_ps(mask[q], _mm256_mul_ps(_mm256_loadu_ps(x + 8 * q), vs));
+    if (acc) v = _mm256_add_ps(_mm256_loadu_ps(y + 8 * q), v);
+    _mm256_storeu_ps(y + 8 * q, v);
+  }
+#else
+  for (std::size_t l = 0; l < 8 && 4 * l < count; ++l) {
+    std::uint32_t o[4];
+    Rng::bits4(rng.seed, stream, group * 8 + l, o);
+    for (std::size_t w = 0; w < 4 && 4 * l + w < count; ++w) {
+      const std::size_t j = 4 * l + w;
+      const float v = (o[w] >> 8) >= threshold ? x[j] * s : 0.0f;
+      y[j] = acc ? y[j] + v : v;
+    }
+  }
+#endif
+}
+
+// ------------------------------------------------------------------ nearest-neighbour x2 rows
+/// dst[2 i] = dst[2 i + 1] = src[i], i < n.
+DDPM_ALWAYS_INLINE void duplicate_lanes(const float* src, std::size_t n, float* dst) {
+  std::size_t i = 0;
+#if DDPM_CPU_SIMD_AVX2
+  const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  const __m256i hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i);
+    _mm256_storeu_ps(dst + 2 * i, _mm256_permutevar8x32_ps(v, lo));
+    _mm256_storeu_ps(dst + 2 * i + 8, _mm256_permutevar8x32_ps(v, hi));
+  }
+#endif
+  for (; i < n; ++i) dst[2 * i] = dst[2 * i + 1] = src[i];
+}
+/// out[i] (+)= (r0[2i] + r1[2i]) + (r0[2i+1] + r1[2i+1]), i < n.
+DDPM_ALWAYS_INLINE void pair_sum_rows(const float* r0, const float* r1, std::size_t n, float* out,
+                                      bool acc) {
+  std::size_t i = 0;
+#if DDPM_CPU_SIMD_AVX2
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_add_ps(_mm256_loadu_ps(r0 + 2 * i), _mm256_loadu_ps(r1 + 2 * i));
+    const __m256 b = _mm256_add_ps(_mm256_loadu_ps(r0 + 2 * i + 8), _mm256_loadu_ps(r1 + 2 * i + 8));
+    __m256 s = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(a, b)), 0xD8));
+    if (acc) s = _mm256_add_ps(_mm256_loadu_ps(out + i), s);
+    _mm256_storeu_ps(out + i, s);
+  }
+#endif
+  for (; i < n; ++i) {
+    const float s = (r0[2 * i] + r1[2 * i]) + (r0[2 * i + 1] + r1[2 * i + 1]);
+    out[i] = acc ? out[i] + s : s;
+  }
+}
+
+}  // namespace ddpm::detail::cpu
