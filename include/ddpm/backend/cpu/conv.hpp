@@ -14,13 +14,18 @@
 #include "ddpm/backend/cpu/context.hpp"
 #include "ddpm/backend/cpu/gemm.hpp"
 #include "ddpm/backend/cpu/im2col.hpp"
+#include "ddpm/backend/cpu/winograd.hpp"
 
 namespace ddpm::detail::cpu {
 
 /// Convolution algorithm. `automatic` picks per shape (see README-kernels.md for the measurements
 /// behind the choice); the others force one (for tests and benchmarks) and fall back to `gemm`
 /// where they do not apply.
-enum class ConvAlgo { automatic, gemm };
+enum class ConvAlgo {
+  automatic,
+  gemm,      ///< implicit-im2col GEMM (any shape)
+  winograd,  ///< Winograd F(4x4, 3x3) (3x3, stride 1, pad 1; forward and backward-data)
+};
 
 /// y = conv(x, w) + bias (bias may be null; y is overwritten). x: (n, c_in, h, w); w: (c_out, c_in,
 /// k, k); y: (n, c_out, h_out, w_out). Deterministic: bitwise the same for any thread count.
@@ -209,18 +214,42 @@ inline void backward_bias(Context& ctx, const Conv2dShape& s, const float* dy, f
   });
 }
 
+inline bool winograd_applies(const Conv2dShape& s) noexcept {
+  return s.kernel == 3 && s.stride == 1 && s.pad == 1;
+}
+
+/// The dispatcher's choice for the forward pass (backward-data uses the same rule with c_in and
+/// c_out swapped).
+inline bool use_winograd(const Conv2dShape& s, ConvAlgo algo) noexcept {
+  if (!winograd_applies(s)) return false;
+  if (algo != ConvAlgo::automatic) return algo == ConvAlgo::winograd;
+  return false;  // TODO(kernels): per-shape choice from the benchmarks
+}
+
 }  // namespace conv_detail
 
 inline void conv2d_forward(Context& ctx, const Conv2dShape& s, const float* x, const float* w,
-                           const float* bias, float* y, ConvAlgo /*algo*/) {
+                           const float* bias, float* y, ConvAlgo algo) {
   if (s.n == 0 || s.c_out == 0) return;
+  if (conv_detail::use_winograd(s, algo)) {
+    const winograd::Problem p{s.n, s.c_in, s.h, s.w, s.c_out, false};
+    winograd::convolve(ctx, p, x, w, bias, y, false, conv_detail::slot_weights);
+    return;
+  }
   conv_detail::forward_gemm(ctx, s, x, w, bias, y);
 }
 
 inline void conv2d_backward_data(Context& ctx, const Conv2dShape& s, const float* w,
-                                 const float* dy, float* dx, bool accumulate,
-                                 ConvAlgo /*algo*/) {
+                                 const float* dy, float* dx, bool accumulate, ConvAlgo algo) {
   if (s.n == 0 || s.c_in == 0) return;
+  Conv2dShape adj = s;  // the adjoint convolution dy -> dx
+  adj.c_in = s.c_out;
+  adj.c_out = s.c_in;
+  if (conv_detail::use_winograd(adj, algo)) {
+    const winograd::Problem p{s.n, s.c_out, s.h, s.w, s.c_in, true};
+    winograd::convolve(ctx, p, dy, w, nullptr, dx, accumulate, conv_detail::slot_weights);
+    return;
+  }
   if (s.stride == 1 && s.pad < s.kernel) {
     conv_detail::backward_data_gemm_stride1(ctx, s, w, dy, dx, accumulate);
   } else {

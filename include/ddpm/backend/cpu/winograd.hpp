@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: MIT
+// ddpm/backend/cpu/winograd.hpp — Winograd F(4x4, 3x3) convolution for 3x3, stride-1, pad-1
+// layers (Lavin & Gray 2016): 36 multiplies per 4x4 output tile and channel pair instead of 144.
+// Fused per block of tiles: input transform -> 36 GEMMs (the packed 6x16 microkernel) -> output
+// transform, so the transformed data of a block stays in cache.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+
+#include "ddpm/backend/cpu/context.hpp"
+#include "ddpm/backend/cpu/gemm.hpp"
+
+#if DDPM_CPU_GEMM_AVX2
+#include <immintrin.h>
+#endif
+
+namespace ddpm::detail::cpu::winograd {
+
+// F(4x4, 3x3), interpolation points 0, +-1, +-2, infinity:
+//   Y = A^T [ (G g G^T) . (B^T d B) ] A
+//   B^T = [4  0 -5  0 1 0]   G = [ 1/4     0     0]   A^T = [1 1  1 1  1 0]
+//         [0 -4 -4  1 1 0]       [-1/6  -1/6  -1/6]         [0 1 -1 2 -2 0]
+//         [0  4 -4 -1 1 0]       [-1/6   1/6  -1/6]         [0 1  1 4  4 0]
+//         [0 -2 -1  2 1 0]       [1/24  1/12   1/6]         [0 1 -1 8 -8 1]
+//         [0  2 -1 -2 1 0]       [1/24 -1/12   1/6]
+//         [0  4  0 -5 0 1]       [ 0      0      1]
+inline constexpr std::size_t m = 4;       ///< output tile
+inline constexpr std::size_t alpha = 6;   ///< input tile (m + 3 - 1)
+inline constexpr std::size_t points = 36;  ///< alpha^2 transform points (= independent GEMMs)
+
+/// A (c_out x c_in) 3x3 stride-1 pad-1 convolution problem as Winograd sees it. When
+/// `transposed_weights`, the weights are those of the adjoint convolution: kernel (ci, co) is
+/// w[co_w = ci][ci_w = co] flipped in both spatial axes, with w of shape (c_in, c_out, 3, 3) —
+/// i.e. backward-data of a (c_out -> c_in) convolution.
+struct Problem {
+  std::size_t n, c_in, h, w, c_out;
+  bool transposed_weights = false;
+  [[nodiscard]] std::size_t tiles_h() const noexcept { return (h + m - 1) / m; }
+  [[nodiscard]] std::size_t tiles_w() const noexcept { return (w + m - 1) / m; }
+  [[nodiscard]] std::size_t tiles() const noexcept { return n * tiles_h() * tiles_w(); }
+};
+
+/// Rows of the transformed-weight matrices (c_out rounded up to the microkernel's 6 rows).
+[[nodiscard]] inline std::size_t c_out_padded(const Problem& p) noexcept {
+  return gemm::round_up(p.c_out, gemm::mr);
+}
+
+/// Floats of transformed weights: points x c_out_padded x c_in.
+[[nodiscard]] inline std::size_t weights_size(const Problem& p) noexcept {
+  return points * c_out_padded(p) * p.c_in;
+}
+
+/// Transforms the weights of output channels [co0, co1) into u, laid out per point xi as the
+/// GEMM's packed A operand: u[xi][co / 6][ci][co % 6] (rows past c_out are zero).
+inline void transform_weights(const Problem& p, const float* w, float* u, std::size_t co0,
+                              std::size_t co1) noexcept {
+  const std::size_t cop = c_out_padded(p), ci_n = p.c_in;
+  for (std::size_t co = co0; co < co1; ++co) {
+    for (std::size_t ci = 0; ci < ci_n; ++ci) {
+      float g[3][3];
+      if (co >= p.c_out) {
+        for (auto& row : g)
+          for (float& v : row) v = 0.0f;
+      } else if (!p.transposed_weights) {
+        const float* src = w + (co * ci_n + ci) * 9;
+        for (std::size_t i = 0; i < 3; ++i)
+          for (std::size_t j = 0; j < 3; ++j) g[i][j] = src[i * 3 + j];
+      } else {
+        const float* src = w + (ci * p.c_out + co) * 9;
+        for (std::size_t i = 0; i < 3; ++i)
+          for (std::size_t j = 0; j < 3; ++j) g[i][j] = src[(2 - i) * 3 + (2 - j)];
+      }
+      // t = G g (6 x 3), then t G^T (6 x 6)
+      float t[6][3];
+      for (std::size_t j = 0; j < 3; ++j) {
+        const float g0 = g[0][j], g1 = g[1][j], g2 = g[2][j];
+        t[0][j] = g0 * 0.25f;
+        t[1][j] = (g0 + g1 + g2) * (-1.0f / 6.0f);
+        t[2][j] = (g0 - g1 + g2) * (-1.0f / 6.0f);
+        t[3][j] = g0 * (1.0f / 24.0f) + g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f);
+        t[4][j] = g0 * (1.0f / 24.0f) - g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f);
+        t[5][j] = g2;
+      }
+      const std::size_t panel = co / gemm::mr, lane = co % gemm::mr;
+      for (std::size_t a = 0; a < 6; ++a) {
+        const float g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
+        const float r[6] = {g0 * 0.25f,
+                            (g0 + g1 + g2) * (-1.0f / 6.0f),
+                            (g0 - g1 + g2) * (-1.0f / 6.0f),
+                            g0 * (1.0f / 24.0f) + g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f),
+                            g0 * (1.0f / 24.0f) - g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f),
+                            g2};
+        for (std::size_t b = 0; b < 6; ++b) {
+          const std::size_t xi = a * 6 + b;
+          u[((xi * (cop / gemm::mr) + panel) * ci_n + ci) * gemm::mr + lane] = r[b];
+        }
+      }
+    }
+  }
+}
+
+/// Largest number of tiles in one block.
+inline constexpr std::size_t max_block = 128;
+
+/// Tiles per block and the block's scratch needs. The block size depends on the shape only.
+struct Blocking {
+  std::size_t tiles_per_block;  // multiple of 16 (the microkernel's columns)
+  std::size_t blocks;
+};
+
+[[nodiscard]] inline Blocking blocking(const Problem& p) noexcept {
+  // Keep V (36 x c_in x T) + M (36 x c_out x T) around 1 MiB, 16 <= T <= 128.
+  const std::size_t per_tile = points * (p.c_in + c_out_padded(p)) * sizeof(float);
+  std::size_t t = (std::size_t{1} << 20) / std::max<std::size_t>(per_tile, 1);
+  t = std::clamp<std::size_t>(t / 16 * 16, 16, max_block);
+  const std::size_t total = p.tiles();
+  t = std::min(t, gemm::round_up(total, 16));
+  return Blocking{t, (total + t - 1) / t};
+}
+
+/// Thread scratch floats of one block: V then M.
+[[nodiscard]] inline std::size_t block_scratch(const Problem& p, const Blocking& b) noexcept {
+  return points * (p.c_in + c_out_padded(p)) * b.tiles_per_block + 64;
+}
+
+/// Per-tile source of the 6x6 input patch: row r, column c at ptr[r * stride + c].
+struct PatchSrc {
+  const float* ptr;
+  std::size_t stride;
+};
+
+/// Input transform of 8 tiles of one channel: v[xi * xi_stride + lane] = (B^T d_lane B)[xi].
+inline void input_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) noexcept {
+#if DDPM_CPU_GEMM_AVX2
+  // d[r][c]: element (r, c) of the 8 patches, one tile per lane.
+  __m256 d[6][6];
+  for (std::size_t r = 0; r < 6; ++r) {
+    __m256 q[4];
+    for (std::size_t k = 0; k < 4; ++k) {
+      const float* lo = src[k].ptr + r * src[k].stride;
+      const float* hi = src[k + 4].ptr + r * src[k + 4].stride;
+      q[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+    }
+    // 4x4 transpose inside each 128-bit lane: q[k] = tile k / k+4 columns 0..3
+    const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
+    d[r][0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    d[r][1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+    d[r][2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    d[r][3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+    // columns 4, 5: pairs (c4, c5) of each tile
+    __m128 p[8];
+    for (std::size_t k = 0; k < 8; ++k)
+      p[k] = _mm_castpd_ps(
+          _mm_load_sd(reinterpret_cast<const double*>(src[k].ptr + r * src[k].stride + 4)));
+    const __m256 a = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_movelh_ps(p[0], p[1])),
+                                          _mm_movelh_ps(p[4], p[5]), 1);
+    const __m256 b = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_movelh_ps(p[2], p[3])),
+                                          _mm_movelh_ps(p[6], p[7]), 1);
+    d[r][4] = _mm256_shuffle_ps(a, b, 0x88);
+    d[r][5] = _mm256_shuffle_ps(a, b, 0xDD);
+  }
+  const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f),
+               two = _mm256_set1_ps(2.0f);
+  // rows: e = B^T d
+  __m256 e[6][6];
+  for (std::size_t c = 0; c < 6; ++c) {
+    const __m256 d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c], d4 = d[4][c],
+                 d5 = d[5][c];
+    e[0][c] = _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4));
+    e[1][c] = _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4));
+    e[2][c] = _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3));
+    const __m256 s42 = _mm256_sub_ps(d4, d2), s31 = _mm256_sub_ps(d3, d1);
+    e[3][c] = _mm256_fmadd_ps(two, s31, s42);
+    e[4][c] = _mm256_fnmadd_ps(two, s31, s42);
+    e[5][c] = _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5));
+  }
+  // columns: v = e B
+  for (std::size_t a = 0; a < 6; ++a) {
+    const __m256 d0 = e[a][0], d1 = e[a][1], d2 = e[a][2], d3 = e[a][3], d4 = e[a][4],
+                 d5 = e[a][5];
+    float* o = v + a * 6 * xi_stride;
+    _mm256_store_ps(o + 0 * xi_stride, _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4)));
+    _mm256_store_ps(o + 1 * xi_stride,
+                    _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4)));
+    _mm256_store_ps(o + 2 * xi_stride,
+                    _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3)));
+    const __m256 s42 = _mm256_sub_ps(d4, d2), s31 = _mm256_sub_ps(d3, d1);
+    _mm256_store_ps(o + 3 * xi_stride, _mm256_fmadd_ps(two, s31, s42));
+    _mm256_store_ps(o + 4 * xi_stride, _mm256_fnmadd_ps(two, s31, s42));
+    _mm256_store_ps(o + 5 * xi_stride, _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5)));
+  }
+#else
+  for (std::size_t k = 0; k < 8; ++k) {
+    float d[6][6], e[6][6];
+    for (std::size_t r = 0; r < 6; ++r)
+      for (std::size_t c = 0; c < 6; ++c) d[r][c] = src[k].ptr[r * src[k].stride + c];
+    for (std::size_t c = 0; c < 6; ++c) {
+      const float d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c], d4 = d[4][c],
+                  d5 = d[5][c];
+      e[0][c] = 4.0f * d0 - 5.0f * d2 + d4;
+      e[1][c] = (d3 + d4) - 4.0f * (d1 + d2);
+      e[2][c] = (d4 - d3) + 4.0f * (d1 - d2);
+      e[3][c] = (d4 - d2) + 2.0f * (d3 - d1);
+      e[4][c] = (d4 - d2) - 2.0f * (d3 - d1);
+      e[5][c] = 4.0f * d1 - 5.0f * d3 + d5;
+    }
+    for (std::size_t a = 0; a < 6; ++a) {
+      const float d0 = e[a][0], d1 = e[a][1], d2 = e[a][2], d3 = e[a][3], d4 = e[a][4],
+                  d5 = e[a][5];
+      float* o = v + a * 6 * xi_stride + k;
+      o[0 * xi_stride] = 4.0f * d0 - 5.0f * d2 + d4;
+      o[1 * xi_stride] = (d3 + d4) - 4.0f * (d1 + d2);
+      o[2 * xi_stride] = (d4 - d3) + 4.0f * (d1 - d2);
+      o[3 * xi_stride] = (d4 - d2) + 2.0f * (d3 - d1);
+      o[4 * xi_stride] = (d4 - d2) - 2.0f * (d3 - d1);
+      o[5 * xi_stride] = 4.0f * d1 - 5.0f * d3 + d5;
+    }
+  }
+#endif
+}
+
+/// Output transform of 8 tiles of one channel: tile k's 4x4 result (A^T M_k A) + bias, added to
+/// what `out[k]` holds when accumulate, stored at out[k].ptr[i * out[k].stride + j], i, j < 4.
+/// mv[xi * xi_stride + k] = M_k[xi].
+inline void output_transform8(const float* mv, std::size_t xi_stride, float bias, bool accumulate,
+                              float* const* out, std::size_t out_stride) noexcept {
+#if DDPM_CPU_GEMM_AVX2
+  const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f),
+               eight = _mm256_set1_ps(8.0f);
+  __m256 t[4][6];
+  for (std::size_t b = 0; b < 6; ++b) {
+    const __m256 m0 = _mm256_load_ps(mv + (0 * 6 + b) * xi_stride);
+    const __m256 m1 = _mm256_load_ps(mv + (1 * 6 + b) * xi_stride);
+    const __m256 m2 = _mm256_load_ps(mv + (2 * 6 + b) * xi_stride);
+    const __m256 m3 = _mm256_load_ps(mv + (3 * 6 + b) * xi_stride);
+    const __m256 m4 = _mm256_load_ps(mv + (4 * 6 + b) * xi_stride);
+    const __m256 m5 = _mm256_load_ps(mv + (5 * 6 + b) * xi_stride);
+    const __m256 s12 = _mm256_add_ps(m1, m2), d12 = _mm256_sub_ps(m1, m2);
+    const __m256 s34 = _mm256_add_ps(m3, m4), d34 = _mm256_sub_ps(m3, m4);
+    t[0][b] = _mm256_add_ps(_mm256_add_ps(m0, s12), s34);
+    t[1][b] = _mm256_fmadd_ps(two, d34, d12);
+    t[2][b] = _mm256_fmadd_ps(four, s34, s12);
+    t[3][b] = _mm256_add_ps(_mm256_fmadd_ps(eight, d34, d12), m5);
+  }
+  const __m256 vb = _mm256_set1_ps(bias);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const __m256 m0 = t[i][0], m1 = t[i][1], m2 = t[i][2], m3 = t[i][3], m4 = t[i][4],
+                 m5 = t[i][5];
+    const __m256 s12 = _mm256_add_ps(m1, m2), d12 = _mm256_sub_ps(m1, m2);
+    const __m256 s34 = _mm256_add_ps(m3, m4), d34 = _mm256_sub_ps(m3, m4);
+    __m256 y0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(m0, s12), s34), vb);
+    __m256 y1 = _mm256_add_ps(_mm256_fmadd_ps(two, d34, d12), vb);
+    __m256 y2 = _mm256_add_ps(_mm256_fmadd_ps(four, s34, s12), vb);
+    __m256 y3 = _mm256_add_ps(_mm256_add_ps(_mm256_fmadd_ps(eight, d34, d12), m5), vb);
+    // transpose inside 128-bit lanes: q[k] = [tile k: j0..3 | tile k+4: j0..3]
+    const __m256 u0 = _mm256_unpacklo_ps(y0, y1), u1 = _mm256_unpackhi_ps(y0, y1);
+    const __m256 u2 = _mm256_unpacklo_ps(y2, y3), u3 = _mm256_unpackhi_ps(y2, y3);
+    const __m256 q[4] = {_mm256_shuffle_ps(u0, u2, 0x44), _mm256_shuffle_ps(u0, u2, 0xEE),
+                         _mm256_shuffle_ps(u1, u3, 0x44), _mm256_shuffle_ps(u1, u3, 0xEE)};
+    for (std::size_t k = 0; k < 4; ++k) {
+      float* lo = out[k] + i * out_stride;
+      float* hi = out[k + 4] + i * out_stride;
+      __m128 vlo = _mm256_castps256_ps128(q[k]), vhi = _mm256_extractf128_ps(q[k], 1);
+      if (accumulate) {
+        vlo = _mm_add_ps(_mm_loadu_ps(lo), vlo);
+        vhi = _mm_add_ps(_mm_loadu_ps(hi), vhi);
+      }
+      _mm_storeu_ps(lo, vlo);
+      _mm_storeu_ps(hi, vhi);
+    }
+  }
+#else
+  for (std::size_t k = 0; k < 8; ++k) {
+    float mm[6][6], t[4][6];
+    for (std::size_t a = 0; a < 6; ++a)
+      for (std::size_t b = 0; b < 6; ++b) mm[a][b] = mv[(a * 6 + b) * xi_stride + k];
+    for (std::size_t b = 0; b < 6; ++b) {
+      const float s12 = mm[1][b] + mm[2][b], d12 = mm[1][b] - mm[2][b];
+      const float s34 = mm[3][b] + mm[4][b], d34 = mm[3][b] - mm[4][b];
+      t[0][b] = (mm[0][b] + s12) + s34;
+      t[1][b] = 2.0f * d34 + d12;
+      t[2][b] = 4.0f * s34 + s12;
+      t[3][b] = (8.0f * d34 + d12) + mm[5][b];
+    }
+    for (std::size_t i = 0; i < 4; ++i) {
+      const float s12 = t[i][1] + t[i][2], d12 = t[i][1] - t[i][2];
+      const float s34 = t[i][3] + t[i][4], d34 = t[i][3] - t[i][4];
+      const float y[4] = {((t[i][0] + s12) + s34) + bias, (2.0f * d34 + d12) + bias,
+                          (4.0f * s34 + s12) + bias, ((8.0f * d34 + d12) + t[i][5]) + bias};
+      float* o = out[k] + i * out_stride;
+      for (std::size_t j = 0; j < 4; ++j) o[j] = accumulate ? o[j] + y[j] : y[j];
+    }
+  }
+#endif
+}
+
+/// out = conv3x3(x, w) + bias (or out += conv3x3(x, w) when accumulate), stride 1, pad 1, by
+/// Winograd F(4x4, 3x3). bias may be null. Deterministic: every output element is produced by one
+/// task with arithmetic that does not depend on the thread count.
+/// Scratch: shared slot `weight_slot` (transformed weights), thread slots 0 and 1.
+inline void convolve(Context& ctx, const Problem& p, const float* x, const float* w,
+                     const float* bias, float* out, bool accumulate,
+                     std::size_t weight_slot = 0) {
+  if (p.n == 0 || p.c_out == 0 || p.h == 0 || p.w == 0) return;
+  const std::size_t cop = c_out_padded(p), ci_n = p.c_in;
+  float* u = ctx.shared_scratch(weight_slot, weights_size(p));
+  const Blocking blk = blocking(p);
+  const std::size_t T = blk.tiles_per_block, panels = T / gemm::nr;
+  const std::size_t tw = p.tiles_w(), th = p.tiles_h(), per_image = tw * th;
+  const std::size_t hw = p.h * p.w;
+  ctx.execute([&] {
+    // 1. weight transform, parallel over groups of 6 output channels
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, cop / gemm::mr, 1),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          transform_weights(p, w, u, r.begin() * gemm::mr, r.end() * gemm::mr);
+        },
+        tbb::simple_partitioner());
+    // 2. blocks of tiles
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, blk.blocks, 1),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          float* scratch = ctx.thread_scratch(0, block_scratch(p, blk));
+          float* V = scratch;                          // [xi][panel][ci][16]
+          float* M = scratch + points * ci_n * T;      // [xi][co][T]
+          alignas(64) float zero_patch[6 * 8] = {};
+          alignas(64) float edge_patch[8][6 * 8];
+          alignas(64) float edge_out[8][4 * 4];
+          // Per tile of the block: image, patch origin, and whether the patch / output tile lie
+          // wholly inside the image.
+          std::size_t tile_n[max_block];
+          std::ptrdiff_t tile_y0[max_block], tile_x0[max_block];
+          bool patch_in[max_block], out_in[max_block];
+          for (std::size_t b = r.begin(); b != r.end(); ++b) {
+            const std::size_t t0 = b * T, nt = std::min(T, p.tiles() - t0);
+            for (std::size_t tl = 0; tl < nt; ++tl) {
+              const std::size_t t = t0 + tl, rr = t % per_image;
+              tile_n[tl] = t / per_image;
+              tile_y0[tl] = std::ptrdiff_t((rr / tw) * m) - 1;
+              tile_x0[tl] = std::ptrdiff_t((rr % tw) * m) - 1;
+              patch_in[tl] = tile_y0[tl] >= 0 && tile_x0[tl] >= 0 &&
+                             tile_y0[tl] + 6 <= std::ptrdiff_t(p.h) &&
+                             tile_x0[tl] + 6 <= std::ptrdiff_t(p.w);
+              out_in[tl] = std::size_t(tile_y0[tl] + 1) + m <= p.h &&
+                           std::size_t(tile_x0[tl] + 1) + m <= p.w;
+            }
+            // 2a. input transform, 8 tiles at a time
+            for (std::size_t ci = 0; ci < ci_n; ++ci) {
+              for (std::size_t g = 0; g < T; g += 8) {
+                PatchSrc src[8];
+                for (std::size_t k = 0; k < 8; ++k) {
+                  const std::size_t tl = g + k;
+                  if (tl >= nt) {
+                    src[k] = PatchSrc{zero_patch, 8};
+                    continue;
+                  }
+                  const float* plane = x + (tile_n[tl] * ci_n + ci) * hw;
+                  if (patch_in[tl]) {
+                    src[k] = PatchSrc{
+                        plane + std::size_t(tile_y0[tl]) * p.w + std::size_t(tile_x0[tl]), p.w};
+                  } else {
+                    float* e = edge_patch[k];
+                    for (std::ptrdiff_t i = 0; i < 6; ++i) {
+                      const std::ptrdiff_t yy = tile_y0[tl] + i;
+                      const bool row_in = yy >= 0 && yy < std::ptrdiff_t(p.h);
+                      for (std::ptrdiff_t j = 0; j < 6; ++j) {
+                        const std::ptrdiff_t xx = tile_x0[tl] + j;
+                        e[i * 8 + j] = (row_in && xx >= 0 && xx < std::ptrdiff_t(p.w))
+                                           ? plane[std::size_t(yy) * p.w + std::size_t(xx)]
+                                           : 0.0f;
+                      }
+                    }
+                    src[k] = PatchSrc{e, 8};
+                  }
+                }
+                const std::size_t panel = g / gemm::nr, half = g % gemm::nr;
+                input_transform8(src, V + (panel * ci_n + ci) * gemm::nr + half,
+                                 panels * ci_n * gemm::nr);
+              }
+            }
+            // 2b. one GEMM per transform point: M[xi] (cop x T) = U[xi] (cop x c_in) V[xi]
+            for (std::size_t xi = 0; xi < points; ++xi) {
+              gemm::macro_kernel(cop, T, ci_n, 1.0f, u + xi * cop * ci_n,
+                                 V + xi * panels * ci_n * gemm::nr, 0.0f, M + xi * cop * T, T);
+            }
+            // 2c. output transform, 8 tiles at a time
+            for (std::size_t co = 0; co < p.c_out; ++co) {
+              const float bv = bias ? bias[co] : 0.0f;
+              for (std::size_t g = 0; g < nt; g += 8) {
+                float* dst[8];
+                bool all_in = true;
+                for (std::size_t k = 0; k < 8; ++k) {
+                  const std::size_t tl = g + k;
+                  if (tl >= nt || !out_in[tl]) {
+                    all_in = false;
+                    dst[k] = nullptr;
+                    continue;
+                  }
+                  dst[k] = out + (tile_n[tl] * p.c_out + co) * hw +
+                           std::size_t(tile_y0[tl] + 1) * p.w + std::size_t(tile_x0[tl] + 1);
+                }
+                if (all_in) {
+                  output_transform8(M + co * T + g, cop * T, bv, accumulate, dst, p.w);
+                  continue;
+                }
+                // Some tiles are cut by the image border (or past the last tile): transform into
+                // local 4x4 tiles, then copy the part inside the image. Same arithmetic per element
+                // as the direct path.
+                float* loc[8];
+                for (std::size_t k = 0; k < 8; ++k) {
+                  const std::size_t tl = g + k;
+                  loc[k] = edge_out[k];
+                  std::fill_n(edge_out[k], 16, 0.0f);
+                  if (accumulate && tl < nt) {
+                    const std::size_t oy = std::size_t(tile_y0[tl] + 1),
+                                      ox = std::size_t(tile_x0[tl] + 1);
+                    const float* o = out + (tile_n[tl] * p.c_out + co) * hw;
+                    for (std::size_t i = 0; i < m && oy + i < p.h; ++i)
+                      for (std::size_t j = 0; j < m && ox + j < p.w; ++j)
+                        edge_out[k][i * 4 + j] = o[(oy + i) * p.w + ox + j];
+                  }
+                }
+                output_transform8(M + co * T + g, cop * T, bv, accumulate, loc, 4);
+                for (std::size_t k = 0; k < 8 && g + k < nt; ++k) {
+                  const std::size_t tl = g + k;
+                  const std::size_t oy = std::size_t(tile_y0[tl] + 1),
+                                    ox = std::size_t(tile_x0[tl] + 1);
+                  float* o = out + (tile_n[tl] * p.c_out + co) * hw;
+                  for (std::size_t i = 0; i < m && oy + i < p.h; ++i)
+                    for (std::size_t j = 0; j < m && ox + j < p.w; ++j)
+                      o[(oy + i) * p.w + ox + j] = edge_out[k][i * 4 + j];
+                }
+              }
+            }
+          }
+        },
+        tbb::simple_partitioner());
+  });
+}
+
+}  // namespace ddpm::detail::cpu::winograd
