@@ -264,6 +264,11 @@ inline SafeTensorsFile SafeTensorsFile::parse(std::vector<std::byte> file_bytes,
   const std::size_t data_size = size - f.data_start_;
   const auto* hb = reinterpret_cast<const char*>(f.file_.data() + 8);
 
+  // nlohmann's lexer takes a NUL byte for the end of input, which would accept "{}\0junk";
+  // raw NULs are never valid JSON, so reject them first.
+  if (const void* nul = std::memchr(hb, 0, std::size_t(n)); nul != nullptr)
+    throw IoError(file, detail::cat("malformed header JSON: NUL byte at offset ",
+                                    static_cast<const char*>(nul) - hb, " of the header"));
   // Parse, rejecting duplicate keys at any level (nlohmann keeps the last one silently) and
   // absurd nesting.
   std::vector<std::set<std::string>> keys;
