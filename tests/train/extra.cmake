@@ -1,0 +1,6 @@
+if(TARGET ddpm_tests_train)
+  target_link_libraries(ddpm_tests_train PRIVATE ddpm::io)
+endif()
+if(TARGET ddpm_tests_train_slow)
+  target_link_libraries(ddpm_tests_train_slow PRIVATE ddpm::io)
+endif()
