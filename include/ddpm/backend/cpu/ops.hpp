@@ -916,12 +916,10 @@ struct Ops<backend::Cpu> {
                             Rng rng, std::uint64_t stream, bool acc) {
     const std::uint32_t thr = detail::cpu::dropout_threshold(p);
     const float s = float(1.0 / (1.0 - p));
-    detail::cpu::parallel_chunks(be.ctx(), count, detail::cpu::map_grain / 2, 32,
+    detail::cpu::parallel_chunks(be.ctx(), count, detail::cpu::map_grain / 2, 64,
                                  [&](std::size_t b, std::size_t e) {
-                                   for (std::size_t i = b; i < e; i += 32)
-                                     detail::cpu::dropout_group(rng, stream, i / 32, thr, s, x + i,
-                                                                y + i, std::min<std::size_t>(32, e - i),
-                                                                acc);
+                                   detail::cpu::dropout_span(rng, stream, b / 32, thr, s, x + b,
+                                                             y + b, e - b, acc);
                                  });
   }
 };

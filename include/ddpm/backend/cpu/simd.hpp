@@ -52,32 +52,55 @@ using fbatch = xsimd::batch<float>;
 inline constexpr std::size_t simd_width = fbatch::size;
 
 // ------------------------------------------------------------------ loads and stores
-/// The first n (< simd_width) floats at p, the other lanes zero.
+#if DDPM_CPU_SIMD_AVX2
+static_assert(simd_width == 8, "ddpm: AVX2 build with an xsimd batch<float> that is not 8 wide");
+/// Lane mask of the first n (<= 8) lanes.
+DDPM_ALWAYS_INLINE __m256i first_lanes(std::size_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
+/// The first n (< simd_width) floats at p, the other lanes zero (p + n may be the end of memory).
 DDPM_ALWAYS_INLINE fbatch load_partial(const float* p, std::size_t n) {
+#if DDPM_CPU_SIMD_AVX2
+  return _mm256_maskload_ps(p, first_lanes(n));
+#else
   alignas(64) float buf[simd_width] = {};
-  std::memcpy(buf, p, n * sizeof(float));
+  for (std::size_t i = 0; i < n; ++i) buf[i] = p[i];
   return fbatch::load_aligned(buf);
+#endif
 }
 /// Stores the first n (< simd_width) lanes of v at p.
 DDPM_ALWAYS_INLINE void store_partial(fbatch v, float* p, std::size_t n) {
+#if DDPM_CPU_SIMD_AVX2
+  _mm256_maskstore_ps(p, first_lanes(n), v);
+#else
   alignas(64) float buf[simd_width];
   v.store_aligned(buf);
-  std::memcpy(p, buf, n * sizeof(float));
+  for (std::size_t i = 0; i < n; ++i) p[i] = buf[i];
+#endif
 }
 /// v with lanes n.. set to zero.
 DDPM_ALWAYS_INLINE fbatch keep_lanes(fbatch v, std::size_t n) {
+#if DDPM_CPU_SIMD_AVX2
+  return _mm256_and_ps(v, _mm256_castsi256_ps(first_lanes(n)));
+#else
   alignas(64) float buf[simd_width];
   v.store_aligned(buf);
   for (std::size_t i = n; i < simd_width; ++i) buf[i] = 0.0f;
   return fbatch::load_aligned(buf);
+#endif
 }
-
 /// v with lanes n.. set to `fill`.
 DDPM_ALWAYS_INLINE fbatch fill_lanes(fbatch v, std::size_t n, float fill) {
+#if DDPM_CPU_SIMD_AVX2
+  return _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(first_lanes(n)));
+#else
   alignas(64) float buf[simd_width];
   v.store_aligned(buf);
   for (std::size_t i = n; i < simd_width; ++i) buf[i] = fill;
   return fbatch::load_aligned(buf);
+#endif
 }
 
 /// Lane count of a full batch as a type, so that loop bodies written once for full batches and
@@ -158,20 +181,36 @@ class LaneSum {
   }
   [[nodiscard]] double result() {
     flush();
+#if DDPM_CPU_SIMD_AVX2
+    alignas(32) double lanes[4];
+    _mm256_store_pd(lanes, total_);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#else
     return total_;
+#endif
   }
 
  private:
-  void flush() {
+  DDPM_ALWAYS_INLINE void flush() {
+#if DDPM_CPU_SIMD_AVX2
+    const __m256 a = acc_;
+    total_ = _mm256_add_pd(total_, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))));
+#else
     alignas(64) float lanes[simd_width];
     acc_.store_aligned(lanes);
     for (std::size_t l = 0; l < simd_width; ++l) total_ += double(lanes[l]);
+#endif
     acc_ = fbatch(0.0f);
     count_ = 0;
   }
   fbatch acc_ = fbatch(0.0f);
   unsigned count_ = 0;
+#if DDPM_CPU_SIMD_AVX2
+  __m256d total_ = _mm256_setzero_pd();
+#else
   double total_ = 0.0;
+#endif
 };
 
 /// sum over i in [0, n) of g(in[i]...) (g: (fbatch...) -> fbatch), float lanes in blocks of 512
@@ -210,10 +249,20 @@ DDPM_ALWAYS_INLINE fbatch exp(fbatch x) {
   const fbatch pow2n = xsimd::bitwise_cast<fbatch>((n + ibatch(127)) << 23);
   return y * pow2n;
 }
+/// 1 / d for d in [1, 3e38] (the denominators of sigmoid): AVX2 approximate reciprocal refined by
+/// one Newton step (within 1-2 ulp, and faster than the divider); exact division elsewhere.
+DDPM_ALWAYS_INLINE fbatch sigmoid_reciprocal(fbatch d) {
+#if DDPM_CPU_SIMD_AVX2
+  const fbatch r = _mm256_rcp_ps(d);
+  return r * xsimd::fnma(d, r, fbatch(2.0f));
+#else
+  return fbatch(1.0f) / d;
+#endif
+}
 /// 1 / (1 + e^-x)
-DDPM_ALWAYS_INLINE fbatch sigmoid(fbatch x) { return fbatch(1.0f) / (fbatch(1.0f) + exp(-x)); }
+DDPM_ALWAYS_INLINE fbatch sigmoid(fbatch x) { return sigmoid_reciprocal(fbatch(1.0f) + exp(-x)); }
 /// x sigmoid(x)
-DDPM_ALWAYS_INLINE fbatch silu(fbatch x) { return x / (fbatch(1.0f) + exp(-x)); }
+DDPM_ALWAYS_INLINE fbatch silu(fbatch x) { return x * sigmoid(x); }
 /// d/dz z sigmoid(z) = s (1 + z (1 - s))
 DDPM_ALWAYS_INLINE fbatch silu_grad(fbatch z) {
   const fbatch s = sigmoid(z);
@@ -235,80 +284,122 @@ inline std::uint32_t dropout_threshold(double p) {
   return k;
 }
 
-/// Dropout of the 32 elements [32 b, 32 b + 32) of a stream (b = first Philox block / 8):
-/// y[j] = keep_j ? x[j] * s : 0 (acc: y[j] += ...). x and y point at element 32 b; count <= 32
-/// elements are processed (the rest of the group is generated and discarded).
-inline void dropout_group(const Rng& rng, std::uint64_t stream, std::uint64_t group,
-                          std::uint32_t threshold, float s, const float* x, float* y,
-                          std::size_t count, bool acc) {
 #if DDPM_CPU_SIMD_AVX2
-  if (count < 32) {  // the tail runs the same vector code on padded copies
-    alignas(32) float xb[32] = {}, yb[32] = {};
-    std::memcpy(xb, x, count * sizeof(float));
-    if (acc) std::memcpy(yb, y, count * sizeof(float));
-    dropout_group(rng, stream, group, threshold, s, xb, yb, 32, acc);
-    std::memcpy(y, yb, count * sizeof(float));
-    return;
-  }
-  const std::uint64_t block0 = group * 8;
+/// Philox4x32-10 of the 8 consecutive blocks 8 g .. 8 g + 7 of a stream, for G groups g at once
+/// (independent dependency chains, so the multiplier latency overlaps), turned into dropout keep
+/// masks in element order: mask[4 j + q] covers elements 32 g_j + 8 q .. 32 g_j + 8 q + 7.
+template <int G>
+DDPM_ALWAYS_INLINE void philox_keep_masks(const Rng& rng, std::uint64_t stream,
+                                          const std::uint64_t* group, std::uint32_t threshold,
+                                          __m256 mask[4 * G]) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  // block0 is a multiple of 8, so block0 + 7 never carries out of the low word.
-  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(std::int32_t(std::uint32_t(block0))), lane);
-  __m256i c1 = _mm256_set1_epi32(std::int32_t(std::uint32_t(block0 >> 32)));
-  __m256i c2 = _mm256_set1_epi32(std::int32_t(std::uint32_t(stream)));
-  __m256i c3 = _mm256_set1_epi32(std::int32_t(std::uint32_t(stream >> 32)));
+  __m256i c0[G], c1[G], c2[G], c3[G];
+  for (int j = 0; j < G; ++j) {
+    // block 8 g is a multiple of 8, so adding the lane index never carries out of the low word.
+    const std::uint64_t block0 = group[j] * 8;
+    c0[j] = _mm256_add_epi32(_mm256_set1_epi32(std::int32_t(std::uint32_t(block0))), lane);
+    c1[j] = _mm256_set1_epi32(std::int32_t(std::uint32_t(block0 >> 32)));
+    c2[j] = _mm256_set1_epi32(std::int32_t(std::uint32_t(stream)));
+    c3[j] = _mm256_set1_epi32(std::int32_t(std::uint32_t(stream >> 32)));
+  }
   __m256i k0 = _mm256_set1_epi32(std::int32_t(std::uint32_t(rng.seed)));
   __m256i k1 = _mm256_set1_epi32(std::int32_t(std::uint32_t(rng.seed >> 32)));
   const __m256i m0 = _mm256_set1_epi32(std::int32_t(0xD2511F53u));
   const __m256i m1 = _mm256_set1_epi32(std::int32_t(0xCD9E8D57u));
   const __m256i w0 = _mm256_set1_epi32(std::int32_t(0x9E3779B9u));
   const __m256i w1 = _mm256_set1_epi32(std::int32_t(0xBB67AE85u));
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 10
+#endif
   for (int r = 0; r < 10; ++r) {
     if (r > 0) {
       k0 = _mm256_add_epi32(k0, w0);
       k1 = _mm256_add_epi32(k1, w1);
     }
-    const __m256i e0 = _mm256_mul_epu32(c0, m0);
-    const __m256i o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
-    const __m256i e1 = _mm256_mul_epu32(c2, m1);
-    const __m256i o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
-    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
-    const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
-    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
-    const __m256i lo1 = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
-    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), k0);
-    c1 = lo1;
-    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), k1);
-    c3 = lo0;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (int j = 0; j < G; ++j) {
+      // 32x32 -> 64-bit products of the even lanes, then of the odd lanes (shifted down).
+      const __m256i e0 = _mm256_mul_epu32(c0[j], m0);
+      const __m256i o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0[j], 32), m0);
+      const __m256i e1 = _mm256_mul_epu32(c2[j], m1);
+      const __m256i o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2[j], 32), m1);
+      const __m256i hi0 = _mm256_blend_epi32(_mm256_shuffle_epi32(e0, 0xF5), o0, 0xAA);
+      const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_shuffle_epi32(o0, 0xA0), 0xAA);
+      const __m256i hi1 = _mm256_blend_epi32(_mm256_shuffle_epi32(e1, 0xF5), o1, 0xAA);
+      const __m256i lo1 = _mm256_blend_epi32(e1, _mm256_shuffle_epi32(o1, 0xA0), 0xAA);
+      c0[j] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[j]), k0);
+      c1[j] = lo1;
+      c2[j] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[j]), k1);
+      c3[j] = lo0;
+    }
   }
-  // keep masks per word, then a 4x8 transpose to element order (block l, word w -> 4 l + w).
+  // keep <=> (word >> 8) >= threshold; then a 4x8 transpose (block l, word w -> element 4 l + w).
   const __m256i tm1 = _mm256_set1_epi32(std::int32_t(threshold) - 1);
-  const __m256i a = _mm256_cmpgt_epi32(_mm256_srli_epi32(c0, 8), tm1);
-  const __m256i b = _mm256_cmpgt_epi32(_mm256_srli_epi32(c1, 8), tm1);
-  const __m256i c = _mm256_cmpgt_epi32(_mm256_srli_epi32(c2, 8), tm1);
-  const __m256i d = _mm256_cmpgt_epi32(_mm256_srli_epi32(c3, 8), tm1);
-  const __m256i t0 = _mm256_unpacklo_epi32(a, b), t1 = _mm256_unpackhi_epi32(a, b);
-  const __m256i t2 = _mm256_unpacklo_epi32(c, d), t3 = _mm256_unpackhi_epi32(c, d);
-  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-  const __m256 mask[4] = {_mm256_castsi256_ps(_mm256_permute2x128_si256(u0, u1, 0x20)),
-                          _mm256_castsi256_ps(_mm256_permute2x128_si256(u2, u3, 0x20)),
-                          _mm256_castsi256_ps(_mm256_permute2x128_si256(u0, u1, 0x31)),
-                          _mm256_castsi256_ps(_mm256_permute2x128_si256(u2, u3, 0x31))};
+  for (int j = 0; j < G; ++j) {
+    const __m256i a = _mm256_cmpgt_epi32(_mm256_srli_epi32(c0[j], 8), tm1);
+    const __m256i b = _mm256_cmpgt_epi32(_mm256_srli_epi32(c1[j], 8), tm1);
+    const __m256i c = _mm256_cmpgt_epi32(_mm256_srli_epi32(c2[j], 8), tm1);
+    const __m256i d = _mm256_cmpgt_epi32(_mm256_srli_epi32(c3[j], 8), tm1);
+    const __m256i t0 = _mm256_unpacklo_epi32(a, b), t1 = _mm256_unpackhi_epi32(a, b);
+    const __m256i t2 = _mm256_unpacklo_epi32(c, d), t3 = _mm256_unpackhi_epi32(c, d);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    mask[4 * j + 0] = _mm256_castsi256_ps(_mm256_permute2x128_si256(u0, u1, 0x20));
+    mask[4 * j + 1] = _mm256_castsi256_ps(_mm256_permute2x128_si256(u2, u3, 0x20));
+    mask[4 * j + 2] = _mm256_castsi256_ps(_mm256_permute2x128_si256(u0, u1, 0x31));
+    mask[4 * j + 3] = _mm256_castsi256_ps(_mm256_permute2x128_si256(u2, u3, 0x31));
+  }
+}
+#endif
+
+/// Dropout of `count` elements starting at element 32 g0 of a stream (g0 = first group):
+/// y[j] = keep_j ? x[j] * s : 0 (acc: y[j] += ...), keep_j = (Philox word of element j >> 8) >=
+/// threshold, i.e. exactly the reference's uniform(stream, j) >= p. The mask is made on the fly
+/// (AVX2: 8 Philox blocks per vector, two groups of 32 elements interleaved) and never stored; a
+/// tail shorter than 32 runs the same vector code on padded copies.
+inline void dropout_span(const Rng& rng, std::uint64_t stream, std::uint64_t g0,
+                         std::uint32_t threshold, float s, const float* x, float* y,
+                         std::size_t count, bool acc) {
+#if DDPM_CPU_SIMD_AVX2
   const __m256 vs = _mm256_set1_ps(s);
-  for (int q = 0; q < 4; ++q) {
-    __m256 v = _mm256_and_ps(mask[q], _mm256_mul_ps(_mm256_loadu_ps(x + 8 * q), vs));
-    if (acc) v = _mm256_add_ps(_mm256_loadu_ps(y + 8 * q), v);
-    _mm256_storeu_ps(y + 8 * q, v);
+  auto apply = [&](const __m256* mask, int nvec, const float* xp, float* yp) {
+    for (int q = 0; q < nvec; ++q) {
+      __m256 v = _mm256_and_ps(mask[q], _mm256_mul_ps(_mm256_loadu_ps(xp + 8 * q), vs));
+      if (acc) v = _mm256_add_ps(_mm256_loadu_ps(yp + 8 * q), v);
+      _mm256_storeu_ps(yp + 8 * q, v);
+    }
+  };
+  std::size_t i = 0;
+  std::uint64_t g = g0;
+  for (; i + 64 <= count; i += 64, g += 2) {
+    __m256 mask[8];
+    const std::uint64_t groups[2] = {g, g + 1};
+    philox_keep_masks<2>(rng, stream, groups, threshold, mask);
+    apply(mask, 8, x + i, y + i);
+  }
+  for (; i < count; i += 32, ++g) {
+    __m256 mask[4];
+    philox_keep_masks<1>(rng, stream, &g, threshold, mask);
+    if (i + 32 <= count) {
+      apply(mask, 4, x + i, y + i);
+    } else {
+      const std::size_t rest = count - i;
+      alignas(32) float xb[32] = {}, yb[32] = {};
+      std::memcpy(xb, x + i, rest * sizeof(float));
+      if (acc) std::memcpy(yb, y + i, rest * sizeof(float));
+      apply(mask, 4, xb, yb);
+      std::memcpy(y + i, yb, rest * sizeof(float));
+    }
   }
 #else
-  for (std::size_t l = 0; l < 8 && 4 * l < count; ++l) {
+  for (std::size_t i = 0; i < count; i += 4) {
     std::uint32_t o[4];
-    Rng::bits4(rng.seed, stream, group * 8 + l, o);
-    for (std::size_t w = 0; w < 4 && 4 * l + w < count; ++w) {
-      const std::size_t j = 4 * l + w;
-      const float v = (o[w] >> 8) >= threshold ? x[j] * s : 0.0f;
-      y[j] = acc ? y[j] + v : v;
+    Rng::bits4(rng.seed, stream, g0 * 8 + i / 4, o);
+    for (std::size_t w = 0; w < 4 && i + w < count; ++w) {
+      const float v = (o[w] >> 8) >= threshold ? x[i + w] * s : 0.0f;
+      y[i + w] = acc ? y[i + w] + v : v;
     }
   }
 #endif
