@@ -46,6 +46,12 @@ inline void require(bool ok, std::string_view param, const Args&... problem) {
   if (!ok) throw std::invalid_argument(cat("ddpm: ", param, ": ", problem...));
 }
 
+/// Throws std::invalid_argument("ddpm: <param>: <problem>") unconditionally.
+template <class... Args>
+[[noreturn]] inline void fail_argument(std::string_view param, const Args&... problem) {
+  throw std::invalid_argument(cat("ddpm: ", param, ": ", problem...));
+}
+
 /// Throws std::invalid_argument naming `param` unless x is finite.
 inline void require_finite(double x, std::string_view param) {
   if (!std::isfinite(x)) throw std::invalid_argument(cat("ddpm: ", param, ": must be finite, got ", x));
@@ -58,6 +64,12 @@ inline void require_finite(double x, std::string_view param) {
 
 }  // namespace detail
 }  // namespace ddpm
+
+/// Argument check for hot paths: the message arguments are evaluated only when `cond` fails.
+#define DDPM_REQUIRE(cond, param, ...) \
+  do {                                 \
+    if (!(cond)) ::ddpm::detail::fail_argument(param, __VA_ARGS__); \
+  } while (0)
 
 /// Internal invariant (a bug in ddpm if it fires). Active unless NDEBUG or DDPM_NO_ASSERT.
 #if defined(NDEBUG) || defined(DDPM_NO_ASSERT)

@@ -64,8 +64,9 @@ struct Shape {
 
 namespace detail {
 /// Throws std::invalid_argument "ddpm: <what>: expected shape X, got Y" on mismatch.
+/// Builds the message only on failure (it is called in every layer's forward and backward).
 inline void require_shape(const Shape& got, const Shape& expected, std::string_view what) {
-  require(got == expected, what, "expected shape ", expected.str(), ", got ", got.str());
+  if (!(got == expected)) require(false, what, "expected shape ", expected.str(), ", got ", got.str());
 }
 }  // namespace detail
 

@@ -97,7 +97,7 @@ class Diffusion final : public Model<T, B> {
                           const TrainStepOptions& opts) override {
     const auto& cfg = net_.config();
     const std::size_t N = x0.n(), item = x0.size() / (N ? N : 1);
-    detail::require(x0.shape().rank == 4 && x0.c() == cfg.in_channels &&
+    DDPM_REQUIRE(x0.shape().rank == 4 && x0.c() == cfg.in_channels &&
                         x0.h() == cfg.image_size && x0.w() == cfg.image_size,
                     "forward_backward: x0", "expected (N, ", cfg.in_channels, ", ",
                     cfg.image_size, ", ", cfg.image_size, "), got ", x0.shape().str());
@@ -117,7 +117,7 @@ class Diffusion final : public Model<T, B> {
                       " labels for ", N, " images of a class-conditional model");
       y_host_.resize(N);
       for (std::size_t n = 0; n < N; ++n) {
-        detail::require(labels[n] >= 0 && std::size_t(labels[n]) < cfg.num_classes,
+        DDPM_REQUIRE(labels[n] >= 0 && std::size_t(labels[n]) < cfg.num_classes,
                         "forward_backward: labels", "label ", labels[n], " outside [0, ",
                         cfg.num_classes, ")");
         const bool drop = opts.p_uncond > 0 &&

@@ -169,7 +169,7 @@ class DiffusionProcess {
               std::string_view what) const {
     host_.resize(t.size());
     for (std::size_t i = 0; i < t.size(); ++i) {
-      detail::require(t[i] >= 0 && std::size_t(t[i]) < table.size(), what, "timestep ", t[i],
+      DDPM_REQUIRE(t[i] >= 0 && std::size_t(t[i]) < table.size(), what, "timestep ", t[i],
                       " outside [0, ", table.size(), ")");
       host_[i] = table[std::size_t(t[i])];
     }
@@ -178,10 +178,10 @@ class DiffusionProcess {
   }
   static void check_batch(ConstView<T> a, ConstView<T> b, ConstView<T> c, std::size_t n,
                           std::string_view what) {
-    detail::require(a.shape() == b.shape() && a.shape() == c.shape(), what,
+    DDPM_REQUIRE(a.shape() == b.shape() && a.shape() == c.shape(), what,
                     "tensor shapes differ: ", a.shape().str(), ", ", b.shape().str(), ", ",
                     c.shape().str());
-    detail::require(a.shape().rank >= 1 && a.shape()[0] == n, what, "batch of ",
+    DDPM_REQUIRE(a.shape().rank >= 1 && a.shape()[0] == n, what, "batch of ",
                     a.shape().rank ? a.shape()[0] : 0, " images but ", n, " timesteps");
   }
 

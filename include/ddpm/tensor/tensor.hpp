@@ -46,13 +46,13 @@ class View {
 
   /// Same memory, another shape with the same element count.
   [[nodiscard]] View reshape(Shape s) const {
-    detail::require(s.numel() == size(), "View::reshape", "cannot view ", shape_.str(), " as ",
-                    s.str());
+    DDPM_REQUIRE(s.numel() == size(), "View::reshape", "cannot view ", shape_.str(), " as ",
+                 s.str());
     return View(data_, s);
   }
   /// Items [begin, begin + count) of the leading dimension.
   [[nodiscard]] View slice(std::size_t begin, std::size_t count) const {
-    detail::require(shape_.rank > 0 && begin + count <= shape_.dims[0], "View::slice",
+    DDPM_REQUIRE(shape_.rank > 0 && begin + count <= shape_.dims[0], "View::slice",
                     "range [", begin, ", ", begin + count, ") outside leading dimension of ",
                     shape_.str());
     Shape s = shape_;
@@ -179,8 +179,8 @@ class Tensor {
 
   void zero() { memory::zero(data_, size() * sizeof(T)); }
   void copy_from(std::span<const T> values) {
-    detail::require(values.size() == size(), "Tensor::copy_from", "got ", values.size(),
-                    " values for shape ", shape_.str());
+    DDPM_REQUIRE(values.size() == size(), "Tensor::copy_from", "got ", values.size(),
+                 " values for shape ", shape_.str());
     memory::copy_from_host(data_, values.data(), values.size() * sizeof(T));
   }
   /// Contents as a host vector (a device-to-host copy for device tensors).
