@@ -34,8 +34,8 @@ namespace ddpm::io {
 /// The elements of an IDX file: dims (outermost first) and the row-major bytes.
 /// @post data.size() == product of dims.
 struct IdxArray {
-  std::vector<std::size_t> dims;
-  std::vector<std::uint8_t> data;
+  std::vector<std::size_t> dims{};
+  std::vector<std::uint8_t> data{};
 };
 
 /// Largest element count an IDX file may declare (2^31), a sane bound for any image data set.

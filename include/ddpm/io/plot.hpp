@@ -29,12 +29,12 @@ namespace ddpm::io {
 /// One line of a plot. If x is empty the points are at x = 0, 1, 2, ...
 /// @pre x is empty or x.size() == y.size().
 struct Series {
-  std::string label;  // legend text; series with an empty label are left out of the legend
-  std::vector<double> x, y;
+  std::string label{};  // legend text; series with an empty label are left out of the legend
+  std::vector<double> x{}, y{};
 };
 
 struct PlotOptions {
-  std::string title, xlabel, ylabel;
+  std::string title{}, xlabel{}, ylabel{};
   bool log_y = false;
   int width = 800, height = 500;  // pixels, each in [200, 8192] x [150, 8192]
 };

@@ -51,10 +51,10 @@ inline constexpr std::size_t max_safetensors_header_bytes = 100'000'000;
 
 /// One tensor to write; `bytes` is its data, little-endian, row-major.
 struct TensorEntry {
-  std::string name;
-  std::string dtype;
-  std::vector<std::size_t> shape;
-  std::span<const std::byte> bytes;
+  std::string name{};
+  std::string dtype{};
+  std::vector<std::size_t> shape{};
+  std::span<const std::byte> bytes{};
 };
 
 /// Serialises tensors and metadata into the bytes of a safetensors file.
@@ -73,8 +73,8 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
 class SafeTensorsFile {
  public:
   struct Info {
-    std::string dtype;
-    std::vector<std::size_t> shape;
+    std::string dtype{};
+    std::vector<std::size_t> shape{};
     std::size_t begin = 0, end = 0;  // byte range in the data buffer
     [[nodiscard]] std::size_t numel() const noexcept {
       return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>{});
