@@ -259,7 +259,7 @@ void register_all() {
   for (const auto& c : conv_cases) {
     for (const auto& [pass, pname] : passes) {
       for (const auto& a : algos) {
-        const bool wino_ok = c.kernel == 3 && c.stride == 1 && pass != Pass::bwd_weight;
+        const bool wino_ok = c.kernel == 3 && c.stride == 1;
         if (a.algo == ConvAlgo::winograd && !wino_ok) continue;
         for (int threads : {1, 2}) {
           const std::string name = "conv/" + conv_name(c) + "/" + pname + "/" + a.name +

@@ -24,7 +24,7 @@ namespace ddpm::detail::cpu {
 enum class ConvAlgo {
   automatic,
   gemm,      ///< implicit-im2col GEMM (any shape)
-  winograd,  ///< Winograd F(4x4, 3x3) (3x3, stride 1, pad 1; forward and backward-data)
+  winograd,  ///< Winograd F(4x4, 3x3) (3x3, stride 1, pad 1; all three passes)
 };
 
 /// y = conv(x, w) + bias (bias may be null; y is overwritten). x: (n, c_in, h, w); w: (c_out, c_in,
@@ -258,9 +258,16 @@ inline void conv2d_backward_data(Context& ctx, const Conv2dShape& s, const float
 }
 
 inline void conv2d_backward_weight(Context& ctx, const Conv2dShape& s, const float* x,
-                                   const float* dy, float* dw, float* db, ConvAlgo /*algo*/) {
+                                   const float* dy, float* dw, float* db, ConvAlgo algo) {
   if (s.c_out == 0) return;
-  if (s.n != 0 && s.c_in != 0) conv_detail::backward_weight_gemm(ctx, s, x, dy, dw);
+  if (s.n != 0 && s.c_in != 0) {
+    if (conv_detail::winograd_applies(s) && algo == ConvAlgo::winograd) {
+      const winograd::Problem p{s.n, s.c_in, s.h, s.w, s.c_out, false};
+      winograd::weight_gradient(ctx, p, x, dy, dw);
+    } else {
+      conv_detail::backward_weight_gemm(ctx, s, x, dy, dw);
+    }
+  }
   if (db) conv_detail::backward_bias(ctx, s, dy, db);
 }
 

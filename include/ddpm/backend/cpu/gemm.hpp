@@ -70,11 +70,13 @@ inline constexpr std::size_t scratch_slot = 3;
   return round_up(std::min(M, mc), mr) * k + round_up(std::min(N, nc), nr) * k + 64;
 }
 
-/// The microkernel: acc[i][j] = sum_p a[p*mr + i] * b[p*nr + j] (p = 0..k-1, in order, fused
+/// The microkernel: acc[i][j] = sum_p a[p*ak + i] * b[p*bk + j] (p = 0..k-1, in order, fused
 /// multiply-adds into one accumulator per element), then C(i,j) = alpha*acc + beta*C(i,j) for the
-/// full 6x16 tile (beta == 0: C not read). `b` must be 32-byte aligned.
-inline void micro_kernel(std::size_t k, const float* a, const float* b, float* c, std::size_t ldc,
-                         float alpha, float beta) noexcept {
+/// full 6x16 tile (beta == 0: C not read). Packed panels have ak = mr, bk = nr; other strides read
+/// operands in place. `b` and bk must keep every row of B 32-byte aligned.
+inline void micro_kernel_strided(std::size_t k, const float* a, std::size_t ak, const float* b,
+                                 std::size_t bk, float* c, std::size_t ldc, float alpha,
+                                 float beta) noexcept {
 #if DDPM_CPU_GEMM_AVX2
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
@@ -84,41 +86,41 @@ inline void micro_kernel(std::size_t k, const float* a, const float* b, float* c
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
 #define DDPM_GEMM_STEP(P)                                  \
   {                                                        \
-    const __m256 b0 = _mm256_load_ps(b + (P) * 16);        \
-    const __m256 b1 = _mm256_load_ps(b + (P) * 16 + 8);    \
-    __m256 av = _mm256_broadcast_ss(a + (P) * 6 + 0);      \
+    const __m256 b0 = _mm256_load_ps(b + (P) * bk);        \
+    const __m256 b1 = _mm256_load_ps(b + (P) * bk + 8);    \
+    __m256 av = _mm256_broadcast_ss(a + (P) * ak + 0);     \
     c00 = _mm256_fmadd_ps(av, b0, c00);                    \
     c01 = _mm256_fmadd_ps(av, b1, c01);                    \
-    av = _mm256_broadcast_ss(a + (P) * 6 + 1);             \
+    av = _mm256_broadcast_ss(a + (P) * ak + 1);            \
     c10 = _mm256_fmadd_ps(av, b0, c10);                    \
     c11 = _mm256_fmadd_ps(av, b1, c11);                    \
-    av = _mm256_broadcast_ss(a + (P) * 6 + 2);             \
+    av = _mm256_broadcast_ss(a + (P) * ak + 2);            \
     c20 = _mm256_fmadd_ps(av, b0, c20);                    \
     c21 = _mm256_fmadd_ps(av, b1, c21);                    \
-    av = _mm256_broadcast_ss(a + (P) * 6 + 3);             \
+    av = _mm256_broadcast_ss(a + (P) * ak + 3);            \
     c30 = _mm256_fmadd_ps(av, b0, c30);                    \
     c31 = _mm256_fmadd_ps(av, b1, c31);                    \
-    av = _mm256_broadcast_ss(a + (P) * 6 + 4);             \
+    av = _mm256_broadcast_ss(a + (P) * ak + 4);            \
     c40 = _mm256_fmadd_ps(av, b0, c40);                    \
     c41 = _mm256_fmadd_ps(av, b1, c41);                    \
-    av = _mm256_broadcast_ss(a + (P) * 6 + 5);             \
+    av = _mm256_broadcast_ss(a + (P) * ak + 5);            \
     c50 = _mm256_fmadd_ps(av, b0, c50);                    \
     c51 = _mm256_fmadd_ps(av, b1, c51);                    \
   }
   std::size_t p = 0;
   for (; p + 4 <= k; p += 4) {
-    _mm_prefetch(reinterpret_cast<const char*>(b + 16 * 16), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 16 * bk), _MM_HINT_T0);
     DDPM_GEMM_STEP(0)
     DDPM_GEMM_STEP(1)
     DDPM_GEMM_STEP(2)
     DDPM_GEMM_STEP(3)
-    a += 24;
-    b += 64;
+    a += 4 * ak;
+    b += 4 * bk;
   }
   for (; p < k; ++p) {
     DDPM_GEMM_STEP(0)
-    a += 6;
-    b += 16;
+    a += ak;
+    b += bk;
   }
 #undef DDPM_GEMM_STEP
   const __m256 va = _mm256_set1_ps(alpha);
@@ -152,8 +154,8 @@ inline void micro_kernel(std::size_t k, const float* a, const float* b, float* c
   float acc[mr][nr] = {};
   for (std::size_t p = 0; p < k; ++p) {
     for (std::size_t i = 0; i < mr; ++i) {
-      const float ai = a[p * mr + i];
-      for (std::size_t j = 0; j < nr; ++j) acc[i][j] += ai * b[p * nr + j];
+      const float ai = a[p * ak + i];
+      for (std::size_t j = 0; j < nr; ++j) acc[i][j] += ai * b[p * bk + j];
     }
   }
   for (std::size_t i = 0; i < mr; ++i) {
@@ -165,6 +167,12 @@ inline void micro_kernel(std::size_t k, const float* a, const float* b, float* c
     }
   }
 #endif
+}
+
+/// micro_kernel_strided on packed panels (a: k x mr, b: k x nr).
+inline void micro_kernel(std::size_t k, const float* a, const float* b, float* c, std::size_t ldc,
+                         float alpha, float beta) noexcept {
+  micro_kernel_strided(k, a, mr, b, nr, c, ldc, alpha, beta);
 }
 
 /// micro_kernel for a tile of m <= mr rows and n <= nr columns of C: runs the full tile on a local

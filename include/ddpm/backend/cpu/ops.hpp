@@ -301,22 +301,26 @@ struct Ops<backend::Cpu> {
           const float* xc = xp + c * HW;
           const float* dc = dyp + c * HW;
           LaneSum s_g, s_gx;
+          const auto flush = [&] {
+            s_g.flush();
+            s_gx.flush();
+          };
           if (silu) {
             float* gc = gbuf ? gbuf + c * HW : nullptr;
-            for_lanes(HW, [&](std::size_t i, auto cnt) {
+            for_lanes_blocked(HW, [&](std::size_t i, auto cnt) {
               const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;
               const fbatch gr = load_n(dc + i, cnt) * silu_grad(xsimd::fma(gm, xhat, bt));
               if (gc) store_n(gr, gc + i, cnt);
               s_g.add(valid_n(gr, cnt));
               s_gx.add(valid_n(gr * xhat, cnt));
-            });
+            }, flush);
           } else {
-            for_lanes(HW, [&](std::size_t i, auto cnt) {
+            for_lanes_blocked(HW, [&](std::size_t i, auto cnt) {
               const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;
               const fbatch gr = load_n(dc + i, cnt);
               s_g.add(valid_n(gr, cnt));
               s_gx.add(valid_n(gr * xhat, cnt));
-            });
+            }, flush);
           }
           const double sg = s_g.result(), sgx = s_gx.result();
           part[(n * C + ch) * 2] = sg;
@@ -744,12 +748,12 @@ struct Ops<backend::Cpu> {
           const float* pe = eps.data() + sb;
           float* pd = dout.data() + sb;
           LaneSum acc;
-          for_lanes(se - sb, [&](std::size_t i, auto cnt) {
+          for_lanes_blocked(se - sb, [&](std::size_t i, auto cnt) {
             const fbatch d =
                 load_n(po + i, cnt) - P::template target<fbatch>(load_n(px + i, cnt), load_n(pe + i, cnt), av, sv);
             acc.add(valid_n(loss.template value<fbatch>(d), cnt));
             store_n(wv * loss.template grad<fbatch>(d) * iv, pd + i, cnt);
-          });
+          }, [&] { acc.flush(); });
           part += double(wn) * acc.result();
         });
         return part;

@@ -7,6 +7,7 @@
 // kernels have scalar fallbacks; xsimd picks whatever SIMD the translation unit is compiled for.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -170,15 +171,28 @@ DDPM_ALWAYS_INLINE void map_span(std::size_t n, F&& f, float* out, const In*... 
   if (i < n) store_partial(f(load_partial(in + i, n - i)...), out + i, n - i);
 }
 
-/// Accumulates batches of float terms: in float lanes for at most `block` batches, then the lanes
-/// are added to a double one by one. Deterministic (depends only on the order of add calls).
+/// Elements summed in float lanes before the lanes are added in double (32 terms per lane with
+/// 4 accumulators): float-accurate blocks, double-accurate totals.
+inline constexpr std::size_t sum_block = 32 * 4 * simd_width;
+
+/// Accumulates batches of float terms: add() in float lanes, flush() adds the lanes to double
+/// lanes (call it every sum_block elements or so). Deterministic: depends only on the call order.
 class LaneSum {
  public:
-  static constexpr unsigned block = 64;
-  DDPM_ALWAYS_INLINE void add(fbatch v) {
-    acc_ += v;
-    if (++count_ == block) flush();
+  DDPM_ALWAYS_INLINE void add(fbatch v) { acc_ += v; }
+  DDPM_ALWAYS_INLINE void flush() {
+#if DDPM_CPU_SIMD_AVX2
+    const __m256 a = acc_;
+    total_ = _mm256_add_pd(total_, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))));
+#else
+    alignas(64) float lanes[simd_width];
+    acc_.store_aligned(lanes);
+    for (std::size_t l = 0; l < simd_width; ++l) total_ += double(lanes[l]);
+#endif
+    acc_ = fbatch(0.0f);
   }
+  /// Flushes and returns the total.
   [[nodiscard]] double result() {
     flush();
 #if DDPM_CPU_SIMD_AVX2
@@ -191,21 +205,7 @@ class LaneSum {
   }
 
  private:
-  DDPM_ALWAYS_INLINE void flush() {
-#if DDPM_CPU_SIMD_AVX2
-    const __m256 a = acc_;
-    total_ = _mm256_add_pd(total_, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
-                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))));
-#else
-    alignas(64) float lanes[simd_width];
-    acc_.store_aligned(lanes);
-    for (std::size_t l = 0; l < simd_width; ++l) total_ += double(lanes[l]);
-#endif
-    acc_ = fbatch(0.0f);
-    count_ = 0;
-  }
   fbatch acc_ = fbatch(0.0f);
-  unsigned count_ = 0;
 #if DDPM_CPU_SIMD_AVX2
   __m256d total_ = _mm256_setzero_pd();
 #else
@@ -213,20 +213,40 @@ class LaneSum {
 #endif
 };
 
-/// sum over i in [0, n) of g(in[i]...) (g: (fbatch...) -> fbatch), float lanes in blocks of 512
-/// elements per accumulator, blocks added in double. Tail lanes past n contribute exactly 0.
+/// for_lanes over [0, n) in blocks of sum_block elements, calling flush() after each block.
+template <class Body, class Flush>
+DDPM_ALWAYS_INLINE void for_lanes_blocked(std::size_t n, Body&& body, Flush&& flush) {
+  for (std::size_t b = 0; b < n; b += sum_block) {
+    const std::size_t e = std::min(n, b + sum_block);
+    std::size_t i = b;
+    for (; i + simd_width <= e; i += simd_width) body(i, full_t{});
+    if (i < e) body(i, e - i);
+    flush();
+  }
+}
+
+/// sum over i in [0, n) of g(in[i]...) (g: (fbatch...) -> fbatch): four float accumulators per
+/// block of sum_block elements, blocks added in double lanes. Tail lanes past n contribute 0.
 template <class G, class... In>
 inline double sum_span(std::size_t n, G&& g, const In*... in) {
   constexpr std::size_t W = simd_width;
-  LaneSum s0, s1;
-  std::size_t i = 0;
-  for (; i + 2 * W <= n; i += 2 * W) {
-    s0.add(g(fbatch::load_unaligned(in + i)...));
-    s1.add(g(fbatch::load_unaligned(in + i + W)...));
+  LaneSum total;
+  for (std::size_t b = 0; b < n; b += sum_block) {
+    const std::size_t e = std::min(n, b + sum_block);
+    fbatch a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+    std::size_t i = b;
+    for (; i + 4 * W <= e; i += 4 * W) {
+      a0 += g(fbatch::load_unaligned(in + i)...);
+      a1 += g(fbatch::load_unaligned(in + i + W)...);
+      a2 += g(fbatch::load_unaligned(in + i + 2 * W)...);
+      a3 += g(fbatch::load_unaligned(in + i + 3 * W)...);
+    }
+    for (; i + W <= e; i += W) a0 += g(fbatch::load_unaligned(in + i)...);
+    if (i < e) a1 += keep_lanes(g(load_partial(in + i, e - i)...), e - i);
+    total.add((a0 + a1) + (a2 + a3));
+    total.flush();
   }
-  for (; i + W <= n; i += W) s0.add(g(fbatch::load_unaligned(in + i)...));
-  if (i < n) s1.add(keep_lanes(g(load_partial(in + i, n - i)...), n - i));
-  return s0.result() + s1.result();
+  return total.result();
 }
 
 // ------------------------------------------------------------------ exp, sigmoid, SiLU

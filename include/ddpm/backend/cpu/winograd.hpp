@@ -124,9 +124,25 @@ struct Blocking {
   return Blocking{t, (total + t - 1) / t};
 }
 
+/// Distance between the planes of consecutive transform points: padded by one cache line so the
+/// 36 planes do not all map to the same L1 sets (the unpadded sizes are often powers of two).
+[[nodiscard]] constexpr std::size_t point_stride(std::size_t floats) noexcept {
+  return floats + 16;
+}
+
+/// A row length of >= n floats, a multiple of `multiple`, whose byte size is not a multiple of
+/// 128 (rows of a power-of-two length read down a column would fall into a few L1 sets).
+[[nodiscard]] constexpr std::size_t unaliased_ld(std::size_t n, std::size_t multiple) noexcept {
+  std::size_t ld = gemm::round_up(n, multiple);
+  while ((ld * sizeof(float)) % 128 == 0) ld += multiple;
+  return ld;
+}
+
 /// Thread scratch floats of one block: V then M.
 [[nodiscard]] inline std::size_t block_scratch(const Problem& p, const Blocking& b) noexcept {
-  return points * (p.c_in + c_out_padded(p)) * b.tiles_per_block + 64;
+  return points * (point_stride(p.c_in * b.tiles_per_block) +
+                   point_stride(c_out_padded(p) * b.tiles_per_block)) +
+         64;
 }
 
 /// Per-tile source of the 6x6 input patch: row r, column c at ptr[r * stride + c].
@@ -312,7 +328,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
   const std::size_t cop = c_out_padded(p), ci_n = p.c_in;
   float* u = ctx.shared_scratch(weight_slot, weights_size(p));
   const Blocking blk = blocking(p);
-  const std::size_t T = blk.tiles_per_block, panels = T / gemm::nr;
+  const std::size_t T = blk.tiles_per_block;
   const std::size_t tw = p.tiles_w(), th = p.tiles_h(), per_image = tw * th;
   const std::size_t hw = p.h * p.w;
   ctx.execute([&] {
@@ -328,8 +344,9 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
         tbb::blocked_range<std::size_t>(0, blk.blocks, 1),
         [&](const tbb::blocked_range<std::size_t>& r) {
           float* scratch = ctx.thread_scratch(0, block_scratch(p, blk));
+          const std::size_t v_stride = point_stride(ci_n * T), m_stride = point_stride(cop * T);
           float* V = scratch;                          // [xi][panel][ci][16]
-          float* M = scratch + points * ci_n * T;      // [xi][co][T]
+          float* M = scratch + points * v_stride;      // [xi][co][T]
           alignas(64) float zero_patch[6 * 8] = {};
           alignas(64) float edge_patch[8][6 * 8];
           alignas(64) float edge_out[8][4 * 4];
@@ -381,14 +398,13 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                   }
                 }
                 const std::size_t panel = g / gemm::nr, half = g % gemm::nr;
-                input_transform8(src, V + (panel * ci_n + ci) * gemm::nr + half,
-                                 panels * ci_n * gemm::nr);
+                input_transform8(src, V + (panel * ci_n + ci) * gemm::nr + half, v_stride);
               }
             }
             // 2b. one GEMM per transform point: M[xi] (cop x T) = U[xi] (cop x c_in) V[xi]
             for (std::size_t xi = 0; xi < points; ++xi) {
-              gemm::macro_kernel(cop, T, ci_n, 1.0f, u + xi * cop * ci_n,
-                                 V + xi * panels * ci_n * gemm::nr, 0.0f, M + xi * cop * T, T);
+              gemm::macro_kernel(cop, T, ci_n, 1.0f, u + xi * cop * ci_n, V + xi * v_stride, 0.0f,
+                                 M + xi * m_stride, T);
             }
             // 2c. output transform, 8 tiles at a time
             for (std::size_t co = 0; co < p.c_out; ++co) {
@@ -407,7 +423,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                            std::size_t(tile_y0[tl] + 1) * p.w + std::size_t(tile_x0[tl] + 1);
                 }
                 if (all_in) {
-                  output_transform8(M + co * T + g, cop * T, bv, accumulate, dst, p.w);
+                  output_transform8(M + co * T + g, m_stride, bv, accumulate, dst, p.w);
                   continue;
                 }
                 // Some tiles are cut by the image border (or past the last tile): transform into
@@ -427,7 +443,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                         edge_out[k][i * 4 + j] = o[(oy + i) * p.w + ox + j];
                   }
                 }
-                output_transform8(M + co * T + g, cop * T, bv, accumulate, loc, 4);
+                output_transform8(M + co * T + g, m_stride, bv, accumulate, loc, 4);
                 for (std::size_t k = 0; k < 8 && g + k < nt; ++k) {
                   const std::size_t tl = g + k;
                   const std::size_t oy = std::size_t(tile_y0[tl] + 1),
@@ -437,6 +453,234 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                     for (std::size_t j = 0; j < m && ox + j < p.w; ++j)
                       o[(oy + i) * p.w + ox + j] = edge_out[k][i * 4 + j];
                 }
+              }
+            }
+          }
+        },
+        tbb::simple_partitioner());
+  });
+}
+
+// ------------------------------------------------------------------ weight gradient
+//
+// dW[co][ci] = sum over 4x4 output tiles of corr(X_tile (6x6), dY_tile (4x4)), a F(3x3, 4x4)
+// problem. By the transposition principle applied to F(4x4, 3x3):
+//   dW = G^T [ sum_tiles (A dY A^T) . (B^T X B) ] G
+// so the reduction over tiles is one GEMM per transform point: Mw[xi] (c_out x c_in) +=
+// Dt[xi] (c_out x T) Xt[xi]^T (T x c_in), for fixed blocks of T tiles added in order.
+
+/// dY transform of 8 tiles of one channel: v[xi * xi_stride + lane] = (A dY_lane A^T)[xi], with
+/// A = (A^T)^T, 6 x 4. src[k] points at a 4x4 tile (row stride src[k].stride).
+inline void dy_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) noexcept {
+#if DDPM_CPU_GEMM_AVX2
+  __m256 d[4][4];
+  for (std::size_t r = 0; r < 4; ++r) {
+    __m256 q[4];
+    for (std::size_t k = 0; k < 4; ++k) {
+      const float* lo = src[k].ptr + r * src[k].stride;
+      const float* hi = src[k + 4].ptr + r * src[k + 4].stride;
+      q[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+    }
+    const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
+    d[r][0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    d[r][1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+    d[r][2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    d[r][3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+  }
+  const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f);
+  // e = A d (6 x 4)
+  __m256 e[6][4];
+  for (std::size_t c = 0; c < 4; ++c) {
+    const __m256 d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c];
+    const __m256 s02 = _mm256_add_ps(d0, d2), s13 = _mm256_add_ps(d1, d3);
+    const __m256 t0 = _mm256_fmadd_ps(four, d2, d0);
+    const __m256 t1 = _mm256_mul_ps(two, _mm256_fmadd_ps(four, d3, d1));
+    e[0][c] = d0;
+    e[1][c] = _mm256_add_ps(s02, s13);
+    e[2][c] = _mm256_sub_ps(s02, s13);
+    e[3][c] = _mm256_add_ps(t0, t1);
+    e[4][c] = _mm256_sub_ps(t0, t1);
+    e[5][c] = d3;
+  }
+  // v = e A^T (6 x 6)
+  for (std::size_t a = 0; a < 6; ++a) {
+    const __m256 d0 = e[a][0], d1 = e[a][1], d2 = e[a][2], d3 = e[a][3];
+    const __m256 s02 = _mm256_add_ps(d0, d2), s13 = _mm256_add_ps(d1, d3);
+    const __m256 t0 = _mm256_fmadd_ps(four, d2, d0);
+    const __m256 t1 = _mm256_mul_ps(two, _mm256_fmadd_ps(four, d3, d1));
+    float* o = v + a * 6 * xi_stride;
+    _mm256_store_ps(o + 0 * xi_stride, d0);
+    _mm256_store_ps(o + 1 * xi_stride, _mm256_add_ps(s02, s13));
+    _mm256_store_ps(o + 2 * xi_stride, _mm256_sub_ps(s02, s13));
+    _mm256_store_ps(o + 3 * xi_stride, _mm256_add_ps(t0, t1));
+    _mm256_store_ps(o + 4 * xi_stride, _mm256_sub_ps(t0, t1));
+    _mm256_store_ps(o + 5 * xi_stride, d3);
+  }
+#else
+  for (std::size_t k = 0; k < 8; ++k) {
+    float e[6][4];
+    for (std::size_t c = 0; c < 4; ++c) {
+      const float d0 = src[k].ptr[0 * src[k].stride + c], d1 = src[k].ptr[1 * src[k].stride + c];
+      const float d2 = src[k].ptr[2 * src[k].stride + c], d3 = src[k].ptr[3 * src[k].stride + c];
+      const float s02 = d0 + d2, s13 = d1 + d3, t0 = 4.0f * d2 + d0, t1 = 2.0f * (4.0f * d3 + d1);
+      e[0][c] = d0;
+      e[1][c] = s02 + s13;
+      e[2][c] = s02 - s13;
+      e[3][c] = t0 + t1;
+      e[4][c] = t0 - t1;
+      e[5][c] = d3;
+    }
+    for (std::size_t a = 0; a < 6; ++a) {
+      const float d0 = e[a][0], d1 = e[a][1], d2 = e[a][2], d3 = e[a][3];
+      const float s02 = d0 + d2, s13 = d1 + d3, t0 = 4.0f * d2 + d0, t1 = 2.0f * (4.0f * d3 + d1);
+      float* o = v + a * 6 * xi_stride + k;
+      o[0 * xi_stride] = d0;
+      o[1 * xi_stride] = s02 + s13;
+      o[2 * xi_stride] = s02 - s13;
+      o[3 * xi_stride] = t0 + t1;
+      o[4 * xi_stride] = t0 - t1;
+      o[5 * xi_stride] = d3;
+    }
+  }
+#endif
+}
+
+/// Tiles per block of the weight gradient: a multiple of 16, at most 256, with the block's
+/// transformed data (36 (c_in + c_out) T floats) around 4 MiB. Depends on the shape only.
+[[nodiscard]] inline std::size_t weight_grad_block(const Problem& p) noexcept {
+  const std::size_t per_tile = points * (p.c_in + p.c_out + 16) * sizeof(float);
+  std::size_t t = (std::size_t{4} << 20) / std::max<std::size_t>(per_tile, 1);
+  t = std::clamp<std::size_t>(t / 16 * 16, 64, 256);
+  return std::min(t, gemm::round_up(p.tiles(), 16));
+}
+
+/// dw += sum over images of corr(x, dy) for a 3x3 stride-1 pad-1 convolution (w: c_out x c_in x
+/// 3 x 3; x: n x c_in x h x w; dy: n x c_out x h x w), by Winograd. Deterministic: blocks of tiles
+/// of a size fixed by the shape are reduced in order; within a block each transform point's GEMM
+/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block).
+inline void weight_gradient(Context& ctx, const Problem& p, const float* x, const float* dy,
+                            float* dw) {
+  using gemm::mr;
+  using gemm::nr;
+  using gemm::round_up;
+  if (p.c_out == 0 || p.c_in == 0) return;
+  const std::size_t ci_n = p.c_in, co_n = p.c_out;
+  // Transformed rows: Xt[xi][t][ld_x] (B operand, 16-wide panels), Dt[xi][t][ld_d] (A operand,
+  // 6-row panels); channels past c_in / c_out are zero.
+  const std::size_t ld_x = unaliased_ld(ci_n, nr), rows = round_up(co_n, mr);
+  const std::size_t ld_d = unaliased_ld(rows, 8);
+  float* acc = ctx.shared_scratch(0, points * rows * ld_x);  // Mw[xi][rows][ld_x]
+  std::fill_n(acc, points * rows * ld_x, 0.0f);
+  const std::size_t total = p.tiles();
+  if (total != 0 && p.n != 0) {
+    const std::size_t T = weight_grad_block(p), blocks = (total + T - 1) / T;
+    const std::size_t x_stride = point_stride(T * ld_x), d_stride = point_stride(T * ld_d);
+    float* xt = ctx.shared_scratch(1, points * (x_stride + d_stride) + 64);
+    float* dt = xt + points * x_stride;
+    const std::size_t tw = p.tiles_w(), per_image = tw * p.tiles_h(), hw = p.h * p.w;
+    ctx.execute([&] {
+      for (std::size_t b = 0; b < blocks; ++b) {
+        const std::size_t t0 = b * T, nt = std::min(T, total - t0);
+        // phase 1: transform the block's x patches and dy tiles, 8 channels of one tile at a
+        // time, parallel over tiles
+        tbb::parallel_for(
+            tbb::blocked_range<std::size_t>(0, nt, 8),
+            [&](const tbb::blocked_range<std::size_t>& r) {
+              alignas(64) float zero_patch[6 * 8] = {};
+              alignas(64) float edge[8][6 * 8];
+              for (std::size_t tl = r.begin(); tl != r.end(); ++tl) {
+                const std::size_t t = t0 + tl, rr = t % per_image, n = t / per_image;
+                const std::ptrdiff_t ty = std::ptrdiff_t((rr / tw) * m) - 1;
+                const std::ptrdiff_t tx = std::ptrdiff_t((rr % tw) * m) - 1;
+                for (int side = 0; side < 2; ++side) {
+                  const bool is_x = side == 0;
+                  const std::size_t chans = is_x ? ci_n : co_n, ld = is_x ? ld_x : ld_d;
+                  const float* base = (is_x ? x : dy) + n * chans * hw;
+                  const std::ptrdiff_t ext = is_x ? 6 : 4;
+                  const std::ptrdiff_t y0 = is_x ? ty : ty + 1, x0 = is_x ? tx : tx + 1;
+                  const bool in = y0 >= 0 && x0 >= 0 && y0 + ext <= std::ptrdiff_t(p.h) &&
+                                  x0 + ext <= std::ptrdiff_t(p.w);
+                  float* out = (is_x ? xt : dt) + tl * ld;
+                  for (std::size_t c0 = 0; c0 < ld; c0 += 8) {
+                    PatchSrc src[8];
+                    for (std::size_t k = 0; k < 8; ++k) {
+                      const std::size_t c = c0 + k;
+                      if (c >= chans) {
+                        src[k] = PatchSrc{zero_patch, 8};
+                        continue;
+                      }
+                      const float* plane = base + c * hw;
+                      if (in) {
+                        src[k] = PatchSrc{plane + std::size_t(y0) * p.w + std::size_t(x0), p.w};
+                        continue;
+                      }
+                      float* e = edge[k];
+                      for (std::ptrdiff_t i = 0; i < ext; ++i) {
+                        const std::ptrdiff_t yy = y0 + i;
+                        const bool row_in = yy >= 0 && yy < std::ptrdiff_t(p.h);
+                        for (std::ptrdiff_t j = 0; j < ext; ++j) {
+                          const std::ptrdiff_t xx = x0 + j;
+                          e[i * 8 + j] = (row_in && xx >= 0 && xx < std::ptrdiff_t(p.w))
+                                             ? plane[std::size_t(yy) * p.w + std::size_t(xx)]
+                                             : 0.0f;
+                        }
+                      }
+                      src[k] = PatchSrc{e, 8};
+                    }
+                    if (is_x) {
+                      input_transform8(src, out + c0, x_stride);
+                    } else {
+                      dy_transform8(src, out + c0, d_stride);
+                    }
+                  }
+                }
+              }
+            },
+            tbb::simple_partitioner());
+        // phase 2: Mw[xi] += Dt[xi]^T Xt[xi] over the block's tiles, one task per point
+        tbb::parallel_for(
+            tbb::blocked_range<std::size_t>(0, points, 1),
+            [&](const tbb::blocked_range<std::size_t>& r) {
+              for (std::size_t xi = r.begin(); xi != r.end(); ++xi) {
+                const float* a = dt + xi * d_stride;
+                const float* bb = xt + xi * x_stride;
+                float* c = acc + xi * rows * ld_x;
+                for (std::size_t j0 = 0; j0 < ld_x; j0 += nr)
+                  for (std::size_t i0 = 0; i0 < rows; i0 += mr)
+                    gemm::micro_kernel_strided(nt, a + i0, ld_d, bb + j0, ld_x,
+                                               c + i0 * ld_x + j0, ld_x, 1.0f, 1.0f);
+              }
+            },
+            tbb::simple_partitioner());
+      }
+    });
+  }
+  // dw[co][ci] += G^T Mw G, parallel over output channels
+  ctx.execute([&] {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, co_n, 4),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          const std::size_t stride = rows * ld_x;
+          for (std::size_t co = r.begin(); co != r.end(); ++co) {
+            for (std::size_t ci = 0; ci < ci_n; ++ci) {
+              const float* mw = acc + co * ld_x + ci;
+              float t[3][6];  // G^T Mw
+              for (std::size_t b = 0; b < 6; ++b) {
+                const float m0 = mw[(0 * 6 + b) * stride], m1 = mw[(1 * 6 + b) * stride];
+                const float m2 = mw[(2 * 6 + b) * stride], m3 = mw[(3 * 6 + b) * stride];
+                const float m4 = mw[(4 * 6 + b) * stride], m5 = mw[(5 * 6 + b) * stride];
+                t[0][b] = m0 * 0.25f - (m1 + m2) * (1.0f / 6.0f) + (m3 + m4) * (1.0f / 24.0f);
+                t[1][b] = (m2 - m1) * (1.0f / 6.0f) + (m3 - m4) * (1.0f / 12.0f);
+                t[2][b] = (m3 + m4) * (1.0f / 6.0f) - (m1 + m2) * (1.0f / 6.0f) + m5;
+              }
+              float* d = dw + (co * ci_n + ci) * 9;
+              for (std::size_t a = 0; a < 3; ++a) {
+                const float m0 = t[a][0], m1 = t[a][1], m2 = t[a][2], m3 = t[a][3], m4 = t[a][4],
+                            m5 = t[a][5];
+                d[a * 3 + 0] += m0 * 0.25f - (m1 + m2) * (1.0f / 6.0f) + (m3 + m4) * (1.0f / 24.0f);
+                d[a * 3 + 1] += (m2 - m1) * (1.0f / 6.0f) + (m3 - m4) * (1.0f / 12.0f);
+                d[a * 3 + 2] += (m3 + m4) * (1.0f / 6.0f) - (m1 + m2) * (1.0f / 6.0f) + m5;
               }
             }
           }
