@@ -127,6 +127,10 @@ class TimeEmbedding {
     ddpm::detail::visit_prefixed(fc2_, "2", v);
   }
 
+  /// Frees the saved activations.
+  void release() noexcept {
+    for (Tensor<T, B>* t : {&sin_, &pre_, &act_, &dact_, &dpre_}) t->release();
+  }
   [[nodiscard]] std::size_t state_bytes() const noexcept {
     return (sin_.capacity() + pre_.capacity() + act_.capacity() + dact_.capacity() +
             dpre_.capacity()) * sizeof(T);

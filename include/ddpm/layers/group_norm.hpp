@@ -78,6 +78,11 @@ class GroupNorm {
     v(std::string_view("bias"), bias_);
   }
 
+  /// Frees the saved statistics.
+  void release() noexcept {
+    mean_.release();
+    rstd_.release();
+  }
   /// Bytes of saved state (mean and rstd).
   [[nodiscard]] std::size_t state_bytes() const noexcept {
     return (mean_.capacity() + rstd_.capacity()) * sizeof(T);

@@ -90,6 +90,8 @@ class AttnBlock {
   }
 
   [[nodiscard]] std::size_t state_bytes() const noexcept { return norm_.state_bytes(); }
+  /// Frees the saved statistics.
+  void release() noexcept { norm_.release(); }
 
  private:
   template <class Self, class V>

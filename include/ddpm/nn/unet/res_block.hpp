@@ -173,9 +173,11 @@ class ResBlock {
   [[nodiscard]] std::size_t state_bytes() const noexcept {
     return h_.capacity() * sizeof(T) + norm1_.state_bytes() + norm2_.state_bytes();
   }
-  /// Frees h (the next training forward allocates it again).
+  /// Frees h and the statistics (the next training forward allocates them again).
   void release() noexcept {
     h_.release();
+    norm1_.release();
+    norm2_.release();
     trained_ = false;
   }
 

@@ -314,7 +314,8 @@ class UNet {
                     mid_attn_out_.capacity() + mid2_out_.capacity() + emb_.capacity() +
                     semb_.capacity() + dsemb_.capacity() + demb_.capacity();
     std::size_t state = time_mlp_->state_bytes() + mid1_->state_bytes() + mid_attn_->state_bytes() +
-                        mid2_->state_bytes();
+                        mid2_->state_bytes() + norm_out_->state_bytes() +
+                        null_labels_.capacity() * sizeof(std::int32_t);
     for (const auto& s : down_) {
       n += s.res_out.capacity() + s.out.capacity() + s.dout.capacity();
       if (s.res) state += s.res->state_bytes();
@@ -338,19 +339,25 @@ class UNet {
     for (Tensor<T, B>* t : {&h0_, &dh0_, &mid1_out_, &mid_attn_out_, &mid2_out_, &emb_, &semb_,
                             &dsemb_, &demb_})
       t->release();
+    null_labels_.release();
     for (auto& s : down_) {
       s.res_out.release();
       s.out.release();
       s.dout.release();
       if (s.res) s.res->release();
+      if (s.attn) s.attn->release();
     }
     for (auto& s : up_) {
       s.res_out.release();
       s.out.release();
       if (s.res) s.res->release();
+      if (s.attn) s.attn->release();
     }
+    time_mlp_->release();
     mid1_->release();
+    mid_attn_->release();
     mid2_->release();
+    norm_out_->release();
   }
 
  private:
