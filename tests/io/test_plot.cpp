@@ -100,20 +100,22 @@ TEST_CASE("plot: ticks are 1-2-5 steps with readable labels") {
   CHECK(linear_ticks(0, inf, 5).empty());
 }
 
-TEST_CASE("plot: smooth_ema is debiased, keeps constants, skips non-finite values") {
-  CHECK(ddpm::io::smooth_ema({}, 0.9).empty());
+TEST_CASE("plot: smooth_ema weights new values by alpha, is debiased, skips non-finite values") {
+  CHECK(ddpm::io::smooth_ema({}, 0.1).empty());
   const std::vector<double> c(10, 4.0);
-  for (double v : ddpm::io::smooth_ema(c, 0.9)) CHECK(v == doctest::Approx(4.0));
+  for (double v : ddpm::io::smooth_ema(c, 0.1)) CHECK(v == doctest::Approx(4.0));
   const std::vector<double> v{0.0, 1.0};
   const auto s = ddpm::io::smooth_ema(v, 0.5);
   CHECK(s[0] == 0.0);
   CHECK(s[1] == doctest::Approx(2.0 / 3.0));  // (0.5 * 0.5 * 0 + 0.5 * 1) / 0.75
-  CHECK(ddpm::io::smooth_ema(v, 0.0) == v);
+  CHECK(ddpm::io::smooth_ema(v, 1.0) == v);   // alpha = 1: no smoothing
+  const auto heavy = ddpm::io::smooth_ema(v, 0.01);
+  CHECK(heavy[1] == doctest::Approx(0.01 / (1 - 0.99 * 0.99)));
   const std::vector<double> holes{1.0, qnan, 3.0};
   const auto h = ddpm::io::smooth_ema(holes, 0.5);
   CHECK(h[0] == 1.0);
   CHECK(std::isnan(h[1]));
   CHECK(h[2] == doctest::Approx((0.25 * 1 + 0.5 * 3) / 0.75));
-  CHECK_THROWS_AS((void)ddpm::io::smooth_ema(v, 1.0), std::invalid_argument);
-  CHECK_THROWS_AS((void)ddpm::io::smooth_ema(v, -0.1), std::invalid_argument);
+  CHECK_THROWS_AS((void)ddpm::io::smooth_ema(v, 0.0), std::invalid_argument);
+  CHECK_THROWS_AS((void)ddpm::io::smooth_ema(v, 1.5), std::invalid_argument);
 }

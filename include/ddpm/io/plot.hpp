@@ -49,10 +49,11 @@ struct PlotOptions {
 inline void write_line_plot(const std::filesystem::path& path, std::span<const Series> series,
                             const PlotOptions& opts = {});
 
-/// Exponential moving average for noisy curves, TensorBoard style: s = alpha * s + (1 - alpha) * v,
-/// debiased by 1 - alpha^k (k finite values seen), so out[0] == values[0] and a constant stays
-/// constant. Non-finite inputs give NaN at their index and do not update the average.
-/// @pre 0 <= alpha < 1 (0: no smoothing; 0.99: heavy).
+/// Exponential moving average for noisy curves, with alpha the weight of each new value (the
+/// usual EMA definition, as pandas' ewm(alpha)): s = (1 - alpha) * s + alpha * v, debiased by
+/// dividing by 1 - (1 - alpha)^k (k finite values seen), so out[0] == values[0] and a constant
+/// stays constant. Non-finite inputs give NaN at their index and do not update the average.
+/// @pre 0 < alpha <= 1 (1: no smoothing; 0.01: heavy).
 [[nodiscard]] inline std::vector<double> smooth_ema(std::span<const double> values, double alpha);
 
 // ---------------------------------------------------------------- implementation
@@ -390,17 +391,17 @@ inline void write_line_plot(const std::filesystem::path& path, std::span<const S
 }
 
 inline std::vector<double> smooth_ema(std::span<const double> values, double alpha) {
-  detail::require(alpha >= 0.0 && alpha < 1.0, "alpha", "must be in [0, 1), got ", alpha);
+  detail::require(alpha > 0.0 && alpha <= 1.0, "alpha", "must be in (0, 1], got ", alpha);
   std::vector<double> out(values.size());
-  double acc = 0.0, weight = 0.0;  // weight = 1 - alpha^k, the debiasing factor
+  double acc = 0.0, weight = 0.0;  // weight = 1 - (1 - alpha)^k, the debiasing factor
   for (std::size_t i = 0; i < values.size(); ++i) {
     const double v = values[i];
     if (!std::isfinite(v)) {
       out[i] = NAN;
       continue;
     }
-    acc = alpha * acc + (1.0 - alpha) * v;
-    weight = alpha * weight + (1.0 - alpha);
+    acc = (1.0 - alpha) * acc + alpha * v;
+    weight = (1.0 - alpha) * weight + alpha;
     out[i] = acc / weight;
   }
   return out;
