@@ -138,7 +138,7 @@ TEST_CASE("a checkpoint of another configuration is refused, naming the field") 
   const fs::path dir = temp_dir("mismatch");
   const fs::path ck = dir / "ck.safetensors";
   Model3 a(schedule::Cosine{.steps = 100}, tiny_config(), 1);
-  save_checkpoint<float, Ref>(ck, a, nullptr, nullptr, TrainCounters{});
+  save_checkpoint(ck, a, nullptr, nullptr, TrainCounters{});
   {
     Diffusion<schedule::Cosine, target::X0, loss::Huber, Ref> b(schedule::Cosine{.steps = 100}, tiny_config(), 1);
     CHECK_THROWS_WITH_AS(load_checkpoint(ck, b), doctest::Contains("target = epsilon"),

@@ -63,20 +63,17 @@ class Model {
                                                SampleOptions opts) = 0;
 };
 
-/// The diffusion model of policies S (schedule), P (target), L (loss) on backend B.
-template <class S, class P, class L, class B, class T = float>
-class Diffusion final : public Model<T, B> {
+/// The schedule-independent body of Diffusion<S, P, L, B, T>: training step and sampling are
+/// instantiated per (P, L, B, T) only.
+template <class P, class L, class B, class T = float>
+class DiffusionBase : public Model<T, B> {
  public:
-  using process_type = DiffusionProcess<S, P, L, B, T>;
+  using process_type = GaussianProcess<P, L, B, T>;
   using net_type = nn::UNet<T, B>;
   using ops = Ops<B>;
 
-  /// @throws std::invalid_argument naming the bad parameter (schedule, loss, U-Net config).
-  Diffusion(S schedule, const nn::UNetConfig& net, std::uint64_t seed = 0, L loss = {},
-            B backend = {}, ProcessOptions opts = {})
-      : process_(std::move(schedule), std::move(loss), backend, opts),
-        net_(net, backend, seed),
-        seed_(seed) {}
+  DiffusionBase(process_type process, const nn::UNetConfig& net, std::uint64_t seed)
+      : process_(std::move(process)), net_(net, process_.backend(), seed), seed_(seed) {}
 
   [[nodiscard]] const process_type& process() const noexcept { return process_; }
   [[nodiscard]] net_type& net() override { return net_; }
@@ -168,6 +165,33 @@ class Diffusion final : public Model<T, B> {
   Tensor<T, B> eps_, xt_, out_, dout_;
   Tensor<std::int32_t, B> t_, y_;
   std::vector<std::int32_t> t_host_, y_host_;
+};
+
+/// The diffusion model of policies S (schedule), P (target), L (loss) on backend B: a
+/// DiffusionProcess plus the U-Net. Checked at one boundary (see DiffusionProcess).
+template <class S, class P, class L, class B, class T = float>
+class Diffusion final : public DiffusionBase<P, L, B, T> {
+  static_assert(Schedule<S>,
+                "ddpm: the schedule policy S is not a ddpm::Schedule: it must be copyable and "
+                "provide num_steps() and beta(t) or alpha_bar(t) (see ddpm/core/concepts.hpp)");
+
+ public:
+  using schedule_type = S;
+
+  /// @throws std::invalid_argument naming the bad parameter (schedule, loss, U-Net config).
+  Diffusion(S schedule, const nn::UNetConfig& net, std::uint64_t seed = 0, L loss = {},
+            B backend = {}, ProcessOptions opts = {})
+      : DiffusionBase<P, L, B, T>(
+            GaussianProcess<P, L, B, T>(make_table<T>(schedule),
+                                        detail::describe_policy(schedule, "custom"),
+                                        std::move(loss), std::move(backend), opts),
+            net, seed),
+        schedule_(std::move(schedule)) {}
+
+  [[nodiscard]] const S& schedule() const noexcept { return schedule_; }
+
+ private:
+  S schedule_;
 };
 
 }  // namespace ddpm

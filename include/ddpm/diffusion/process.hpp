@@ -61,16 +61,9 @@ struct ProcessOptions {
   double min_snr_gamma = 0.0;
 };
 
-/// The policies of a diffusion model checked at one boundary:
-///   S: ddpm::Schedule (schedule::Linear, schedule::Cosine, schedule::Sigmoid, or yours)
-///   P: ddpm::Target   (target::Epsilon, target::X0, target::V)
-///   L: ddpm::Loss     (loss::L1, loss::L2, loss::Huber)
-///   B: ddpm::backend::Backend with an Ops<B> specialisation (backend::Reference, Cpu, Cuda)
-template <class S, class P, class L, class B, class T = float>
-class DiffusionProcess {
-  static_assert(Schedule<S>,
-                "ddpm: the schedule policy S is not a ddpm::Schedule: it must be copyable and "
-                "provide num_steps() and beta(t) or alpha_bar(t) (see ddpm/core/concepts.hpp)");
+namespace detail {
+template <class P, class L, class B, class T>
+consteval bool check_process_policies() {
   static_assert(Target<P>,
                 "ddpm: the target policy P is not a ddpm::Target: it must provide static "
                 "target(x0, eps, a, s), x0(xt, out, a, s), eps(xt, out, a, s) and a name "
@@ -82,25 +75,35 @@ class DiffusionProcess {
                 "ddpm: B is not a ddpm backend: use ddpm::backend::Reference, Cpu (include "
                 "<ddpm/backend/cpu.hpp>) or Cuda (include <ddpm/backend/cuda.hpp>)");
   static_assert(std::is_floating_point_v<T>, "ddpm: the value type T must be float or double");
+  return true;
+}
+}  // namespace detail
+
+/// The schedule-independent part of a diffusion process: the coefficient table (from any
+/// schedule), the target P, the loss L and the backend B. Everything heavy (kernels, the sampling
+/// loop) is instantiated per (P, L, B, T) only, so adding schedules costs no compile time.
+template <class P, class L, class B, class T = float>
+class GaussianProcess {
+  static_assert(detail::check_process_policies<P, L, B, T>());
 
  public:
-  using schedule_type = S;
   using target_type = P;
   using loss_type = L;
   using backend_type = B;
   using value_type = T;
   using ops = Ops<B>;
 
-  explicit DiffusionProcess(S schedule, L loss = {}, B backend = {}, ProcessOptions opts = {})
-      : schedule_(std::move(schedule)), loss_(std::move(loss)), backend_(std::move(backend)),
-        opts_(opts), table_(make_table<T>(schedule_)) {
+  /// `schedule_desc` names the schedule in signature() (e.g. "cosine(s=0.008,...)").
+  GaussianProcess(ScheduleTable<T> table, std::string schedule_desc, L loss = {}, B backend = {},
+                  ProcessOptions opts = {})
+      : loss_(std::move(loss)), backend_(std::move(backend)), opts_(opts),
+        table_(std::move(table)), schedule_desc_(std::move(schedule_desc)) {
     if constexpr (requires { loss_.validate(); }) loss_.validate();
     detail::require(opts_.min_snr_gamma >= 0.0 && std::isfinite(opts_.min_snr_gamma),
                     "ProcessOptions::min_snr_gamma", "must be >= 0 and finite, got ",
                     opts_.min_snr_gamma);
   }
 
-  [[nodiscard]] const S& schedule() const noexcept { return schedule_; }
   [[nodiscard]] const L& loss() const noexcept { return loss_; }
   [[nodiscard]] const B& backend() const noexcept { return backend_; }
   [[nodiscard]] const ProcessOptions& options() const noexcept { return opts_; }
@@ -110,7 +113,7 @@ class DiffusionProcess {
   /// Everything that identifies the process, as name -> value (stored in checkpoints; a mismatch
   /// on load names the differing field).
   [[nodiscard]] std::map<std::string, std::string> signature() const {
-    return {{"schedule", detail::describe_policy(schedule_, "custom")},
+    return {{"schedule", schedule_desc_},
             {"T", std::to_string(steps())},
             {"schedule_fingerprint", detail::table_fingerprint(table_)},
             {"target", std::string(P::name)},
@@ -185,14 +188,41 @@ class DiffusionProcess {
                     a.shape().rank ? a.shape()[0] : 0, " images but ", n, " timesteps");
   }
 
-  S schedule_;
   L loss_;
   B backend_;
   ProcessOptions opts_;
   ScheduleTable<T> table_;
+  std::string schedule_desc_;
   // Per-call coefficient buffers (reused: no allocation in steady state).
   mutable Tensor<T, B> a_, s_, w_;
   mutable std::vector<T> host_;
+};
+
+/// The policies of a diffusion model checked at one boundary:
+///   S: ddpm::Schedule (schedule::Linear, schedule::Cosine, schedule::Sigmoid, or yours)
+///   P: ddpm::Target   (target::Epsilon, target::X0, target::V)
+///   L: ddpm::Loss     (loss::L1, loss::L2, loss::Huber)
+///   B: ddpm::backend::Backend with an Ops<B> specialisation (backend::Reference, Cpu, Cuda)
+/// The schedule is used once, on the host, to build the coefficient table.
+template <class S, class P, class L, class B, class T = float>
+class DiffusionProcess : public GaussianProcess<P, L, B, T> {
+  static_assert(Schedule<S>,
+                "ddpm: the schedule policy S is not a ddpm::Schedule: it must be copyable and "
+                "provide num_steps() and beta(t) or alpha_bar(t) (see ddpm/core/concepts.hpp)");
+
+ public:
+  using schedule_type = S;
+  using base_type = GaussianProcess<P, L, B, T>;
+
+  explicit DiffusionProcess(S schedule, L loss = {}, B backend = {}, ProcessOptions opts = {})
+      : base_type(make_table<T>(schedule), detail::describe_policy(schedule, "custom"),
+                  std::move(loss), std::move(backend), opts),
+        schedule_(std::move(schedule)) {}
+
+  [[nodiscard]] const S& schedule() const noexcept { return schedule_; }
+
+ private:
+  S schedule_;
 };
 
 }  // namespace ddpm

@@ -21,6 +21,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <unistd.h>
@@ -133,7 +134,8 @@ inline void keep_previous(const std::filesystem::path& path, const std::filesyst
 /// keeping the previous file as <path>.prev when `keep_prev`. `extra` metadata is stored as is.
 template <class T, class B>
 void save_checkpoint(const std::filesystem::path& path, Model<T, B>& model,
-                     optim::AdamOptimizer<T, B>* adam, optim::Ema<T, B>* ema,
+                     std::type_identity_t<optim::AdamOptimizer<T, B>>* adam,
+                     std::type_identity_t<optim::Ema<T, B>>* ema,
                      const TrainCounters& counters,
                      const std::map<std::string, std::string>& extra = {}, bool keep_prev = true) {
   std::vector<io::TensorEntry> entries;
@@ -175,8 +177,9 @@ struct LoadedCheckpoint {
 /// sampling from a checkpoint uses by default.
 template <class T, class B>
 LoadedCheckpoint load_checkpoint(const std::filesystem::path& path, Model<T, B>& model,
-                                 optim::AdamOptimizer<T, B>* adam = nullptr,
-                                 optim::Ema<T, B>* ema = nullptr, bool ema_into_weights = false) {
+                                 std::type_identity_t<optim::AdamOptimizer<T, B>>* adam = nullptr,
+                                 std::type_identity_t<optim::Ema<T, B>>* ema = nullptr,
+                                 bool ema_into_weights = false) {
   const io::SafeTensorsFile f = io::SafeTensorsFile::load(path);
   LoadedCheckpoint out;
   out.path = path.string();

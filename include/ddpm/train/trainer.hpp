@@ -68,6 +68,8 @@ struct TrainConfig {
   bool handle_sigint = true;   ///< Ctrl-C: save a checkpoint and stop after the current step
   /// Called after every step (step number, loss) — for metrics, tests, custom logging.
   std::function<void(std::uint64_t, double)> on_step;
+  /// Stored in every checkpoint's metadata (e.g. the command-line choices of an application).
+  std::map<std::string, std::string> checkpoint_metadata;
 
   void validate() const {
     detail::require(batch_size >= 1, "TrainConfig::batch_size", "must be >= 1");
@@ -139,10 +141,11 @@ class Trainer {
   void save(const std::filesystem::path& path) {
     counters_.adam_steps = adam_.steps();
     counters_.ema_updates = ema_ ? ema_->updates() : 0;
-    save_checkpoint(path, model_, &adam_, ema(), counters_,
-                    {{"batch_size", std::to_string(cfg_.batch_size)},
-                     {"p_uncond", detail::cat(cfg_.p_uncond)},
-                     {"lr", detail::cat(cfg_.adam.lr)}});
+    auto meta = cfg_.checkpoint_metadata;
+    meta["batch_size"] = std::to_string(cfg_.batch_size);
+    meta["p_uncond"] = detail::cat(cfg_.p_uncond);
+    meta["lr"] = detail::cat(cfg_.adam.lr);
+    save_checkpoint(path, model_, &adam_, ema(), counters_, meta);
   }
 
   /// Trains until a budget is reached (or Ctrl-C). Continues from the current counters (after

@@ -1,0 +1,195 @@
+// examples/mnist — class-conditional DDPM on MNIST-format digits, on the SIMD CPU backend.
+//
+//   mnist train                       # 10 minutes on the digits bundled in data/mnist10k
+//   mnist train --data DIR --minutes 30 --schedule linear --target x0 --loss huber
+//   mnist sample --checkpoint runs/mnist/checkpoint.safetensors --sampler ddim --steps 100
+//
+// `train` writes into --out: loss.csv, loss.png, checkpoint.safetensors, samples/ during training,
+// and at the end the `sample` outputs: grid.png (one row per class), denoise.gif, intermediates/.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <oneapi/tbb/global_control.h>
+
+#include <ddpm/backend/cpu.hpp>
+#include <ddpm/ddpm.hpp>
+#include <ddpm/io/idx.hpp>
+#include <ddpm/train/trainer.hpp>
+
+#include "../common/model_options.hpp"
+#include "../common/outputs.hpp"
+
+#ifndef DDPM_EXAMPLE_DATA_DIR
+#define DDPM_EXAMPLE_DATA_DIR "data/mnist10k"
+#endif
+
+namespace fs = std::filesystem;
+using Backend = ddpm::backend::Cpu;
+
+struct SampleArgs {
+  std::string sampler = "ddim";
+  std::size_t steps = 100;
+  double eta = 0.0;
+  double guidance = 2.0;
+  bool no_clip = false;
+  bool raw_weights = false;
+  std::size_t per_class = 10;
+  std::size_t record_every = 20;
+  std::uint64_t seed = 7;
+  bool zero_init = false, no_step_noise = false;
+
+  void add_options(CLI::App& app) {
+    app.add_option("--sampler", sampler, "ancestral (DDPM; --steps < T respaces) or ddim")
+        ->check(CLI::IsMember({"ancestral", "ddim"}))->capture_default_str();
+    app.add_option("--sample-steps", steps, "sampling steps (ancestral: 0 = all T)")->capture_default_str();
+    app.add_option("--eta", eta, "DDIM eta (0 = deterministic)")->capture_default_str();
+    app.add_option("--guidance", guidance, "classifier-free guidance weight w (1 = off)")->capture_default_str();
+    app.add_flag("--no-clip", no_clip, "do not clip the predicted x0 to [-1, 1]");
+    app.add_flag("--raw-weights", raw_weights, "sample with the raw weights instead of the EMA");
+    app.add_option("--per-class", per_class, "samples per class (one grid row per class)")->capture_default_str();
+    app.add_option("--record-every", record_every, "keep x_t every k steps for the GIF (0 = none)")->capture_default_str();
+    app.add_option("--sample-seed", seed, "seed of the sampling noise")->capture_default_str();
+    app.add_flag("--zero-init", zero_init, "ablation: start from x_T = 0");
+    app.add_flag("--no-step-noise", no_step_noise, "ablation: no noise between steps");
+  }
+  [[nodiscard]] ddpm::SamplerSpec spec() const {
+    if (sampler == "ancestral") return ddpm::sampler::Ancestral{.steps = steps};
+    return ddpm::sampler::Ddim{.steps = steps, .eta = eta};
+  }
+};
+
+static void sample_and_write(ddpm::Model<float, Backend>& model, const SampleArgs& a, const fs::path& out,
+                             std::size_t classes) {
+  ddpm::SampleOptions o;
+  o.seed = a.seed;
+  o.clip = !a.no_clip;
+  o.zero_init = a.zero_init;
+  o.no_step_noise = a.no_step_noise;
+  o.record_every = a.record_every;
+  o.batch = 100;
+  std::size_t cols = 10;
+  if (classes > 0) {
+    for (std::size_t c = 0; c < classes; ++c)
+      for (std::size_t j = 0; j < a.per_class; ++j) o.labels.push_back(std::int32_t(c));
+    o.num_samples = o.labels.size();
+    o.guidance = a.guidance;
+    cols = a.per_class;
+  } else {
+    o.num_samples = 100;
+  }
+  const bool tty = ::isatty(2);
+  o.progress = [tty](std::size_t done, std::size_t total) {
+    if (tty) std::fprintf(stderr, "\rsampling %zu/%zu", done, total);
+    else if (done % 100 == 0 || done == total) std::fprintf(stderr, "sampling %zu/%zu\n", done, total);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = model.sample(a.spec(), o);
+  if (tty) std::fputc('\n', stderr);
+  std::printf("sampled %zu images in %.1f s\n", o.num_samples,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  examples::write_sample_outputs(out, r, cols, 2, a.record_every > 0);
+}
+
+int main(int argc, char** argv) try {
+  CLI::App app{"Class-conditional DDPM on MNIST-format digits (ddpm, SIMD CPU backend)"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "worker threads (0 = all cores)")->capture_default_str();
+
+  // ---- train
+  auto* train = app.add_subcommand("train", "train, then sample a grid, a GIF and intermediates");
+  examples::ModelOptions mo;
+  mo.unet = ddpm::nn::UNetConfig::mnist();
+  mo.add_options(*train);
+  std::string data_dir = DDPM_EXAMPLE_DATA_DIR, out_dir = "runs/mnist", resume;
+  ddpm::TrainConfig tc;
+  tc.adam.lr = 1e-3;
+  tc.lr_warmup = 200;
+  tc.minutes = 10;
+  tc.checkpoint_every = 500;
+  tc.sample_every = 0;
+  std::uint64_t max_steps = 0;
+  double epochs = 0, minutes = 10;
+  bool fresh = false;
+  train->add_option("--data", data_dir, "MNIST-format folder (train-images-idx3-ubyte[.gz], train-labels-...)")
+      ->capture_default_str();
+  train->add_option("--out", out_dir, "output folder")->capture_default_str();
+  train->add_option("--minutes", minutes, "time budget (0 = none)")->capture_default_str();
+  train->add_option("--steps", max_steps, "total steps (0 = none)")->capture_default_str();
+  train->add_option("--epochs", epochs, "epochs (0 = none)")->capture_default_str();
+  train->add_option("--batch", tc.batch_size, "batch size")->capture_default_str();
+  train->add_option("--lr", tc.adam.lr, "Adam learning rate")->capture_default_str();
+  train->add_option("--lr-warmup", tc.lr_warmup, "linear warm-up steps")->capture_default_str();
+  train->add_option("--grad-clip", tc.grad_clip, "max gradient norm (0 = off)")->capture_default_str();
+  train->add_option("--ema-decay", tc.ema.decay, "EMA decay")->capture_default_str();
+  train->add_option("--p-uncond", tc.p_uncond, "label drop probability (CFG)")->capture_default_str();
+  train->add_option("--checkpoint-every", tc.checkpoint_every, "checkpoint every N steps")->capture_default_str();
+  train->add_option("--sample-every", tc.sample_every, "sample grid every N steps (0 = off)")->capture_default_str();
+  train->add_option("--resume", resume, "continue from this checkpoint (default: <out>/checkpoint.safetensors if it exists)");
+  train->add_flag("--fresh", fresh, "ignore an existing checkpoint in --out and start over");
+  SampleArgs sa;
+  sa.add_options(*train);
+
+  // ---- sample
+  auto* sample = app.add_subcommand("sample", "sample from a checkpoint (EMA weights by default)");
+  std::string ckpt, sample_out;
+  sample->add_option("--checkpoint", ckpt, "checkpoint written by `mnist train`")->required()->check(CLI::ExistingFile);
+  sample->add_option("--out", sample_out, "output folder (default: next to the checkpoint)");
+  SampleArgs sb;
+  sb.add_options(*sample);
+
+  CLI11_PARSE(app, argc, argv);
+  Backend be(threads);
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, std::size_t(be.threads()));
+
+  if (*train) {
+    const auto data = ddpm::io::load_mnist_dir(data_dir, "train");
+    mo.unet.in_channels = data.c;
+    mo.unet.image_size = data.h;
+    std::size_t classes = 0;
+    for (auto y : data.labels) classes = std::max<std::size_t>(classes, std::size_t(y) + 1);
+    mo.unet.num_classes = std::max<std::size_t>(classes, 1);
+    std::printf("data: %zu images %zux%zux%zu, %zu classes, from %s\n", data.n, data.c, data.h, data.w,
+                mo.unet.num_classes, data_dir.c_str());
+    auto model = examples::make_model(mo, be);
+    std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %d threads\n", mo.schedule.c_str(), mo.target.c_str(),
+                mo.loss.c_str(), mo.timesteps, model->net().num_parameters(), be.threads());
+    tc.max_steps = max_steps;
+    tc.epochs = epochs;
+    tc.minutes = minutes;
+    tc.out_dir = out_dir;
+    tc.checkpoint_metadata = mo.to_metadata();
+    tc.sample_sampler = ddpm::sampler::Ddim{.steps = 50};
+    tc.sample_guidance = sa.guidance;
+    ddpm::Trainer<float, Backend> trainer(*model, tc);
+    const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
+    if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
+    if (!resume.empty()) {
+      const auto ck = trainer.resume(resume);
+      std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
+    }
+    const auto s = trainer.fit(data);
+    std::printf("trained steps %llu..%llu in %.0f s: %.1f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
+                (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,
+                s.final_loss, s.loss_avg100, s.interrupted ? " [interrupted]" : "");
+    if (s.interrupted) return 130;
+    if (trainer.ema()) trainer.ema()->swap();  // sample with the EMA weights
+    sample_and_write(*model, sa, out_dir, mo.unet.num_classes);
+    std::printf("wrote %s/loss.png and %s/loss.csv\n", out_dir.c_str(), out_dir.c_str());
+    return 0;
+  }
+  // sample
+  const auto meta = ddpm::io::SafeTensorsFile::load(ckpt).metadata();
+  const auto opts = examples::ModelOptions::from_metadata(meta, ckpt);
+  auto model = examples::make_model(opts, be);
+  ddpm::load_checkpoint(ckpt, *model, nullptr, nullptr, /*ema_into_weights=*/!sb.raw_weights);
+  sample_and_write(*model, sb, sample_out.empty() ? fs::path(ckpt).parent_path() / "sample" : fs::path(sample_out),
+                   opts.unet.num_classes);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "mnist: error: %s\n", e.what());
+  return 1;
+}
