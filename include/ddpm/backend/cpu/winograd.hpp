@@ -568,7 +568,8 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
   const std::size_t ci_n = p.c_in, co_n = p.c_out;
   // Transformed rows: Xt[xi][t][ld_x] (B operand, 16-wide panels), Dt[xi][t][ld_d] (A operand,
   // 6-row panels); channels past c_in / c_out are zero.
-  const std::size_t ld_x = unaliased_ld(ci_n, nr), rows = round_up(co_n, mr);
+  const std::size_t cols = round_up(ci_n, nr), rows = round_up(co_n, mr);
+  const std::size_t ld_x = unaliased_ld(ci_n, nr);
   const std::size_t ld_d = unaliased_ld(rows, 8);
   float* acc = ctx.shared_scratch(0, points * rows * ld_x);  // Mw[xi][rows][ld_x]
   std::fill_n(acc, points * rows * ld_x, 0.0f);
@@ -602,7 +603,8 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                   const bool in = y0 >= 0 && x0 >= 0 && y0 + ext <= std::ptrdiff_t(p.h) &&
                                   x0 + ext <= std::ptrdiff_t(p.w);
                   float* out = (is_x ? xt : dt) + tl * ld;
-                  for (std::size_t c0 = 0; c0 < ld; c0 += 8) {
+                  const std::size_t used = is_x ? cols : round_up(rows, 8);  // columns the GEMM reads
+                  for (std::size_t c0 = 0; c0 < used; c0 += 8) {
                     PatchSrc src[8];
                     for (std::size_t k = 0; k < 8; ++k) {
                       const std::size_t c = c0 + k;
@@ -646,7 +648,7 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                 const float* a = dt + xi * d_stride;
                 const float* bb = xt + xi * x_stride;
                 float* c = acc + xi * rows * ld_x;
-                for (std::size_t j0 = 0; j0 < ld_x; j0 += nr)
+                for (std::size_t j0 = 0; j0 < cols; j0 += nr)
                   for (std::size_t i0 = 0; i0 < rows; i0 += mr)
                     gemm::micro_kernel_strided(nt, a + i0, ld_d, bb + j0, ld_x,
                                                c + i0 * ld_x + j0, ld_x, 1.0f, 1.0f);
