@@ -150,3 +150,34 @@ TEST_CASE("cpu ops: attention forward and backward (P = 49, 64, odd C, batch 1)"
     }, 1e-4, 1e-5);
   }
 }
+
+TEST_CASE("cpu ops: steady state allocates no scratch after the first call") {
+  const Shape s{4, 64, 8, 8}, sc{64}, sg{4, 32}, sq{4, 192, 8, 8}, sp{4, 64, 64};
+  const Buf x = random(s.numel(), 70), gamma = random(64, 71), beta = random(64, 72), dy = random(s.numel(), 73);
+  const Buf qkv = random(sq.numel(), 74);
+  Buf y(s.numel()), mean(sg.numel()), rstd(sg.numel()), dx(s.numel()), dg(64), db(64);
+  Buf probs(sp.numel()), out(s.numel()), dqkv(sq.numel());
+  auto step = [&](ddpm::backend::Cpu& be) {
+    using O = ddpm::Ops<ddpm::backend::Cpu>;
+    O::group_norm_forward(be, cview(x, s), cview(gamma, sc), cview(beta, sc), view(y, s), view(mean, sg),
+                          view(rstd, sg), 32, 1e-5, true);
+    O::group_norm_backward(be, cview(x, s), cview(gamma, sc), cview(beta, sc), cview(mean, sg),
+                           cview(rstd, sg), cview(dy, s), view(dx, s), view(dg, sc), view(db, sc), 32, true,
+                           false);
+    O::attention_forward(be, cview(qkv, sq), view(probs, sp), view(out, s));
+    O::attention_backward(be, cview(qkv, sq), cview(probs, sp), cview(dy, s), view(dqkv, sq));
+    (void)O::sum_squares(be, cview(x, s));
+  };
+  // One thread: nothing grows after the first call.
+  step(cpu1());
+  std::size_t before = ddpm::detail::tensor_allocation_count().load();
+  step(cpu1());
+  step(cpu1());
+  CHECK(ddpm::detail::tensor_allocation_count().load() == before);
+  // Two threads: a worker's scratch grows the first time a task lands on it, at most once per
+  // buffer whichever call that is.
+  for (int i = 0; i < 10; ++i) step(cpu2());
+  before = ddpm::detail::tensor_allocation_count().load();
+  for (int i = 0; i < 3; ++i) step(cpu2());
+  CHECK(ddpm::detail::tensor_allocation_count().load() - before <= 2);
+}
