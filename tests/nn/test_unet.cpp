@@ -12,6 +12,13 @@
 #include "support/gradient_check.hpp"
 #include "support/random.hpp"
 
+#if __has_include("ddpm/backend/cpu.hpp")
+#include "ddpm/backend/cpu.hpp"
+#define DDPM_TEST_BACKENDS ddpm::backend::Reference, ddpm::backend::Cpu
+#else
+#define DDPM_TEST_BACKENDS ddpm::backend::Reference
+#endif
+
 using namespace ddpm;
 using B = backend::Reference;
 using nn::UNetConfig;
@@ -37,12 +44,12 @@ UNetConfig tiny_config(std::size_t classes, double dropout) {
   return c;
 }
 
-template <class T>
+template <class T, class BE = backend::Reference>
 struct Batch {
-  Tensor<T, B> x;
-  Tensor<std::int32_t, B> t, y;
+  Tensor<T, BE> x;
+  Tensor<std::int32_t, BE> t, y;
   Batch(const UNetConfig& c, std::size_t N, std::uint64_t seed)
-      : x(test::random_tensor<T, B>(Shape{N, c.in_channels, c.image_size, c.image_size}, seed)),
+      : x(test::random_tensor<T, BE>(Shape{N, c.in_channels, c.image_size, c.image_size}, seed)),
         t(Shape{N}),
         y(Shape{N}) {
     std::vector<std::int32_t> tv(N), yv(N);
@@ -58,6 +65,12 @@ struct Batch {
   }
 };
 
+template <class BE>
+BE make_backend() {
+  if constexpr (std::is_same_v<BE, backend::Reference>) return BE{};
+  else return BE(2);
+}
+
 Shape out_shape(const UNetConfig& c, std::size_t N) {
   return Shape{N, c.output_channels(), c.image_size, c.image_size};
 }
@@ -68,6 +81,29 @@ TEST_CASE("UNet: parameter counts equal PyTorch's (../shared/ref/unet.py count_p
   CHECK(nn::UNet<float, B>(UNetConfig::mnist()).num_parameters() == 1'624'577);
   CHECK(nn::UNet<float, B>(UNetConfig::manga32()).num_parameters() == 8'952'067);
   CHECK(nn::UNet<float, B>(UNetConfig::anime64()).num_parameters() == 17'217'923);
+}
+
+TEST_CASE("UNet: unusual configurations build with PyTorch's parameter counts") {
+  UNetConfig a;  // three levels, no encoder ResBlocks, attention at two levels
+  a.in_channels = 1;
+  a.image_size = 8;
+  a.base_channels = 4;
+  a.channel_mults = {1, 1, 2};
+  a.num_res_blocks = 0;
+  a.attention_resolutions = {8, 2};
+  a.groups = 2;
+  CHECK(nn::UNet<float, B>(a).num_parameters() == 5345);
+  UNetConfig b;  // three res blocks, mults (1, 2, 3), out_channels != in_channels
+  b.in_channels = 3;
+  b.image_size = 16;
+  b.base_channels = 8;
+  b.channel_mults = {1, 2, 3};
+  b.num_res_blocks = 3;
+  b.attention_resolutions = {4};
+  b.groups = 4;
+  b.num_classes = 5;
+  b.out_channels = 6;
+  CHECK(nn::UNet<float, B>(b).num_parameters() == 217198);
 }
 
 TEST_CASE("UNet: PyTorch's parameter names, in named_parameters() order") {
@@ -159,6 +195,35 @@ TEST_CASE("UNet: whole-network gradient check (double, reference backend, dropou
   }
 }
 
+TEST_CASE("UNet: gradient check of a 3-level network without encoder ResBlocks") {
+  UNetConfig c;
+  c.in_channels = 1;
+  c.image_size = 8;
+  c.base_channels = 4;
+  c.channel_mults = {1, 1, 2};
+  c.num_res_blocks = 0;
+  c.attention_resolutions = {8, 2};
+  c.groups = 2;
+  c.dropout = 0.1;
+  nn::UNet<double, B> net(c, B{}, 2);
+  test::randomize_parameters(net, 12);
+  Batch<double> in(c, 2, 20);
+  auto R = test::random_tensor<double, B>(out_shape(c, 2), 21);
+  Tensor<double, B> out(R.shape()), dx(in.x.shape());
+  const nn::Pass pass{.train = true, .rng = Rng{4}, .step = 1};
+  auto loss = [&] {
+    net.forward(in.x.cview(), in.t.cview(), {}, out.view(), pass);
+    return test::dot<double>(out.cview(), R.cview());
+  };
+  loss();
+  net.zero_grad();
+  net.backward(R.cview(), dx.view());
+  test::GradCheckOptions o;
+  o.max_points = 6;
+  test::check_gradient("dx", in.x, test::to_double(dx), loss, o);
+  test::check_parameter_gradients(net, loss, o);
+}
+
 TEST_CASE("UNet: a conditional model with empty labels uses the null class") {
   const UNetConfig c = tiny_config(3, 0.0);
   nn::UNet<double, B> net(c, B{}, 2);
@@ -173,11 +238,13 @@ TEST_CASE("UNet: a conditional model with empty labels uses the null class") {
   CHECK(a.to_vector() != d.to_vector());
 }
 
-TEST_CASE("UNet: inference forward equals training forward with dropout 0") {
+TEST_CASE_TEMPLATE("UNet: inference forward equals training forward with dropout 0", BE,
+                   DDPM_TEST_BACKENDS) {
+  using B = BE;
   const UNetConfig c = tiny_config(3, 0.0);
-  nn::UNet<float, B> net(c, B{}, 3);
+  nn::UNet<float, B> net(c, make_backend<B>(), 3);
   test::randomize_parameters(net, 7);
-  Batch<float> in(c, 3, 13);
+  Batch<float, B> in(c, 3, 13);
   Tensor<float, B> inf(out_shape(c, 3)), tr(out_shape(c, 3)), inf2(out_shape(c, 3));
   net.forward(in.x.cview(), in.t.cview(), in.y.cview(), inf.view());
   net.forward(in.x.cview(), in.t.cview(), in.y.cview(), tr.view(), nn::Pass{.train = true});
@@ -187,7 +254,7 @@ TEST_CASE("UNet: inference forward equals training forward with dropout 0") {
   // with dropout the training forward differs, and depends on the step
   UNetConfig cd = c;
   cd.dropout = 0.3;
-  nn::UNet<float, B> dnet(cd, B{}, 3);
+  nn::UNet<float, B> dnet(cd, make_backend<B>(), 3);
   test::randomize_parameters(dnet, 7);
   Tensor<float, B> d0(out_shape(c, 3)), d1(out_shape(c, 3)), d1b(out_shape(c, 3));
   dnet.forward(in.x.cview(), in.t.cview(), in.y.cview(), d0.view());
@@ -198,11 +265,13 @@ TEST_CASE("UNet: inference forward equals training forward with dropout 0") {
   CHECK(d1.to_vector() == d1b.to_vector());
 }
 
-TEST_CASE("UNet: a second forward/backward of the same or a smaller batch allocates nothing") {
+TEST_CASE_TEMPLATE("UNet: a second forward/backward of the same or a smaller batch allocates nothing",
+                   BE, DDPM_TEST_BACKENDS) {
+  using B = BE;
   const UNetConfig c = tiny_config(3, 0.1);
-  nn::UNet<float, B> net(c, B{}, 4);
+  nn::UNet<float, B> net(c, make_backend<B>(), 4);
   test::randomize_parameters(net, 8);
-  Batch<float> in(c, 4, 14);
+  Batch<float, B> in(c, 4, 14);
   Tensor<float, B> out(out_shape(c, 4)), dout(out_shape(c, 4)), dx(in.x.shape());
   dout.copy_from(std::vector<float>(dout.size(), 0.5f));
   auto& count = ddpm::detail::tensor_allocation_count();
