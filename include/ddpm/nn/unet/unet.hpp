@@ -90,9 +90,9 @@ class UNet {
 
   /// out = UNet(x, t, labels).
   ///   x: (N, in_channels, S, S); t: (N) timesteps (any integers, fed to the sinusoidal embedding
-  ///   unscaled); labels: (N) in [0, num_classes] for a class-conditional model (num_classes =
-  ///   the null class), or an empty view (conditional model: all null; unconditional model:
-  ///   required); out: (N, output_channels, S, S), not aliasing x.
+  ///   unscaled); labels: a class-conditional model takes (N) labels in [0, num_classes]
+  ///   (num_classes = the null class) or an empty view (= all null); an unconditional model
+  ///   takes only an empty view; out: (N, output_channels, S, S), not aliasing x.
   /// With pass.train, dropout is applied (if configured) and what backward() needs is kept; x, t
   /// and labels must then stay alive and unchanged until backward().
   /// @throws std::invalid_argument naming the argument on a shape or label error.
