@@ -143,6 +143,7 @@ int run(const Args& a, B be) {
   const double single = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::size_t per = std::max<std::size_t>(1, std::size_t(a.min_repeat_s / std::max(single, 1e-6)));
   std::vector<double> ips;
+  ips.reserve(a.repeats);
   const std::size_t news0 = g_news.load(), tens0 = detail::tensor_allocation_count().load();
   g_timed = true;
   for (std::size_t r = 0; r < a.repeats; ++r) {

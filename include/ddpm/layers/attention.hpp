@@ -61,7 +61,7 @@ class Attention {
 
  private:
   static void check(const Shape& qkv, std::string_view what) {
-    ddpm::detail::require(qkv.rank == 4 && qkv.c() % 3 == 0 && qkv.c() > 0, what,
+    DDPM_REQUIRE(qkv.rank == 4 && qkv.c() % 3 == 0 && qkv.c() > 0, what,
                     "expected (N, 3C, H, W), got ", qkv.str());
   }
 

@@ -87,7 +87,7 @@ class Conv2d {
 
  private:
   void check(const Shape& x, const Shape& y, std::string_view what) const {
-    ddpm::detail::require(x.rank == 4 && x.c() == in_, what, "expected input (N, ", in_,
+    DDPM_REQUIRE(x.rank == 4 && x.c() == in_, what, "expected input (N, ", in_,
                     ", H, W), got ", x.str());
     ddpm::detail::require_shape(y, output_shape(x), what);
   }

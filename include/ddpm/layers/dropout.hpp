@@ -23,19 +23,19 @@ class Dropout {
   using ops = Ops<B>;
 
   Dropout(double p, const B& backend) : backend_(backend), p_(p) {
-    ddpm::detail::require(p >= 0.0 && p < 1.0, "Dropout", "p = ", p, " must be in [0, 1)");
+    DDPM_REQUIRE(p >= 0.0 && p < 1.0, "Dropout", "p = ", p, " must be in [0, 1)");
   }
   [[nodiscard]] double p() const noexcept { return p_; }
 
   /// y = x keep / (1 - p); y must not alias x.
   void forward(ConstView<T> x, View<T> y, Rng rng, std::uint64_t stream) const {
-    ddpm::detail::require(x.size() == y.size(), "Dropout::forward", "sizes differ");
+    DDPM_REQUIRE(x.size() == y.size(), "Dropout::forward", "sizes differ");
     ops::template dropout_forward<T>(backend_, x, y, p_, rng, stream);
   }
   /// @pre  (rng, stream) are those of the forward() whose output gradient is dy.
   /// @post dx (+)= dy keep / (1 - p) (accumulated if `acc`).
   void backward(ConstView<T> dy, View<T> dx, Rng rng, std::uint64_t stream, bool acc) const {
-    ddpm::detail::require(dy.size() == dx.size(), "Dropout::backward", "sizes differ");
+    DDPM_REQUIRE(dy.size() == dx.size(), "Dropout::backward", "sizes differ");
     ops::template dropout_backward<T>(backend_, dy, dx, p_, rng, stream, acc);
   }
 

@@ -62,7 +62,7 @@ class Embedding {
     ddpm::detail::require_shape(out, Shape{labels.size(), dim_}, what);
     if constexpr (std::is_same_v<typename B::memory_space, backend::host_memory>) {
       for (std::size_t n = 0; n < labels.size(); ++n)
-        ddpm::detail::require(labels[n] >= 0 && std::size_t(labels[n]) < rows_, what, "label ", labels[n],
+        DDPM_REQUIRE(labels[n] >= 0 && std::size_t(labels[n]) < rows_, what, "label ", labels[n],
                         " at index ", n, " outside [0, ", rows_, ")");
     }
   }

@@ -34,7 +34,7 @@ class GroupNorm {
         eps_(eps),
         weight_(Shape{channels}),
         bias_(Shape{channels}) {
-    ddpm::detail::require(groups > 0 && channels % groups == 0, "GroupNorm", groups,
+    DDPM_REQUIRE(groups > 0 && channels % groups == 0, "GroupNorm", groups,
                     " groups do not divide ", channels, " channels");
     init.constant(weight_, 1.0);
     init.constant(bias_, 0.0);
@@ -60,7 +60,7 @@ class GroupNorm {
   void backward(ConstView<T> x, ConstView<T> dy, View<T> dx, bool silu, bool acc) {
     check(x.shape(), "GroupNorm::backward");
     ddpm::detail::require_shape(dy.shape(), x.shape(), "GroupNorm::backward dy");
-    ddpm::detail::require(mean_.size() == x.n() * groups_, "GroupNorm::backward",
+    DDPM_REQUIRE(mean_.size() == x.n() * groups_, "GroupNorm::backward",
                     "no forward() for this batch size");
     ops::template group_norm_backward<T>(backend_, x, weight_.value.cview(), bias_.value.cview(),
                                          mean_.cview(), rstd_.cview(), dy, dx, weight_.grad.view(),
@@ -90,7 +90,7 @@ class GroupNorm {
 
  private:
   void check(const Shape& x, std::string_view what) const {
-    ddpm::detail::require(x.rank == 4 && x.c() == channels_, what, "expected (N, ", channels_,
+    DDPM_REQUIRE(x.rank == 4 && x.c() == channels_, what, "expected (N, ", channels_,
                     ", H, W), got ", x.str());
   }
 

@@ -62,7 +62,7 @@ class Linear {
 
  private:
   void check(const Shape& x, const Shape& y, std::string_view what) const {
-    ddpm::detail::require(x.rank == 2 && x[1] == in_, what, "expected input (N, ", in_, "), got ", x.str());
+    DDPM_REQUIRE(x.rank == 2 && x[1] == in_, what, "expected input (N, ", in_, "), got ", x.str());
     ddpm::detail::require_shape(y, Shape{x[0], out_}, what);
   }
 

@@ -25,12 +25,12 @@ class Silu {
 
   /// y = x sigmoid(x); any shape; y must not alias x.
   void forward(ConstView<T> x, View<T> y) const {
-    ddpm::detail::require(x.size() == y.size(), "Silu::forward", "x has ", x.size(), " elements, y ", y.size());
+    DDPM_REQUIRE(x.size() == y.size(), "Silu::forward", "x has ", x.size(), " elements, y ", y.size());
     ops::template silu_forward<T>(backend_, x, y);
   }
   /// dx (+)= dy silu'(x) (accumulated if `acc`).
   void backward(ConstView<T> x, ConstView<T> dy, View<T> dx, bool acc) const {
-    ddpm::detail::require(x.size() == dy.size() && x.size() == dx.size(), "Silu::backward", "sizes differ");
+    DDPM_REQUIRE(x.size() == dy.size() && x.size() == dx.size(), "Silu::backward", "sizes differ");
     ops::template silu_backward<T>(backend_, x, dy, dx, acc);
   }
 

@@ -116,7 +116,7 @@ class AttnBlock {
   }
 
   void check(const Shape& x, const Shape& other, std::string_view what) const {
-    ddpm::detail::require(x.rank == 4 && x.c() == channels_, what, "expected (N, ", channels_,
+    DDPM_REQUIRE(x.rank == 4 && x.c() == channels_, what, "expected (N, ", channels_,
                     ", H, W), got ", x.str());
     ddpm::detail::require_shape(other, x, what);
   }

@@ -117,7 +117,7 @@ class ResBlock {
   void backward(ConstView<T> x, ConstView<T> emb_silu, ConstView<T> dy, View<T> dx, bool acc,
                 View<T> demb_silu, Workspace<T, B>& ws) {
     const Shape hs = check(x, emb_silu, dy.shape(), "ResBlock::backward");
-    ddpm::detail::require(trained_ && h_.shape() == hs, "ResBlock::backward",
+    DDPM_REQUIRE(trained_ && h_.shape() == hs, "ResBlock::backward",
                     "needs a forward with pass.train = true on this batch first");
     ddpm::detail::require_shape(dx.shape(), x.shape(), "ResBlock::backward dx");
     const std::size_t N = x.n();
@@ -193,7 +193,7 @@ class ResBlock {
   }
 
   Shape check(ConstView<T> x, ConstView<T> emb_silu, const Shape& out, std::string_view what) const {
-    ddpm::detail::require(x.shape().rank == 4 && x.c() == in_, what, "expected x (N, ", in_,
+    DDPM_REQUIRE(x.shape().rank == 4 && x.c() == in_, what, "expected x (N, ", in_,
                     ", H, W), got ", x.shape().str());
     ddpm::detail::require_shape(emb_silu.shape(), Shape{x.n(), emb_dim_}, what);
     const Shape hs{x.n(), out_, x.h(), x.w()};

@@ -506,24 +506,23 @@ class UNet {
 
   void check_inputs(ConstView<T> x, ConstView<std::int32_t> t, ConstView<std::int32_t> labels,
                     View<T> out) const {
-    using ddpm::detail::require;
     const std::size_t S = config_.image_size;
-    require(x.shape().rank == 4 && x.n() > 0 && x.c() == config_.in_channels && x.h() == S &&
+    DDPM_REQUIRE(x.shape().rank == 4 && x.n() > 0 && x.c() == config_.in_channels && x.h() == S &&
                 x.w() == S,
             "UNet::forward x", "expected (N, ", config_.in_channels, ", ", S, ", ", S,
             ") with N > 0, got ", x.shape().str());
     const std::size_t N = x.n();
-    require(t.size() == N && !t.empty(), "UNet::forward t", "expected ", N, " timesteps, got ",
+    DDPM_REQUIRE(t.size() == N && !t.empty(), "UNet::forward t", "expected ", N, " timesteps, got ",
             t.size());
     if (config_.num_classes == 0) {
-      require(labels.empty(), "UNet::forward labels",
+      DDPM_REQUIRE(labels.empty(), "UNet::forward labels",
               "the model is unconditional (num_classes = 0): pass an empty view");
     } else if (!labels.empty()) {
-      require(labels.size() == N, "UNet::forward labels", "expected ", N, " labels, got ",
+      DDPM_REQUIRE(labels.size() == N, "UNet::forward labels", "expected ", N, " labels, got ",
               labels.size());
       if constexpr (std::is_same_v<typename B::memory_space, backend::host_memory>) {
         for (std::size_t n = 0; n < N; ++n)
-          require(labels[n] >= 0 && std::size_t(labels[n]) <= config_.num_classes,
+          DDPM_REQUIRE(labels[n] >= 0 && std::size_t(labels[n]) <= config_.num_classes,
                   "UNet::forward labels", "label ", labels[n], " at index ", n, " outside [0, ",
                   config_.num_classes, "] (", config_.num_classes, " = null class)");
       }
