@@ -65,30 +65,30 @@ inline void parallel_samples(Context& ctx, std::size_t total, std::size_t item, 
 inline void softmax_row(float* row, std::size_t n) {
   const float ninf = -std::numeric_limits<float>::infinity();
   fbatch mx(ninf);
-  for_lanes(n, [&](std::size_t i, auto c) {
+  for_lanes(n, [&](std::size_t i, auto c) DDPM_SIMD_LAMBDA {
     fbatch v = load_n(row + i, c);
     if constexpr (!std::is_same_v<decltype(c), full_t>) v = fill_lanes(v, c, ninf);
     mx = xsimd::max(mx, v);
   });
   const fbatch m(reduce_max(mx));
   fbatch sum(0.0f);
-  for_lanes(n, [&](std::size_t i, auto c) {
+  for_lanes(n, [&](std::size_t i, auto c) DDPM_SIMD_LAMBDA {
     const fbatch e = exp(load_n(row + i, c) - m);
     store_n(e, row + i, c);
     sum += valid_n(e, c);
   });
   const fbatch z(detail::reduce_add(sum));
-  for_lanes(n, [&](std::size_t i, auto c) { store_n(load_n(row + i, c) / z, row + i, c); });
+  for_lanes(n, [&](std::size_t i, auto c) DDPM_SIMD_LAMBDA { store_n(load_n(row + i, c) / z, row + i, c); });
 }
 
 /// row[j] = p[j] (row[j] - sum_j row[j] p[j]) — the softmax backward of one row, in place.
 inline void softmax_backward_row(const float* p, float* row, std::size_t n) {
   fbatch dot(0.0f);
-  for_lanes(n, [&](std::size_t i, auto c) {
+  for_lanes(n, [&](std::size_t i, auto c) DDPM_SIMD_LAMBDA {
     dot = xsimd::fma(load_n(row + i, c), load_n(p + i, c), dot);
   });
   const fbatch d(detail::reduce_add(dot));
-  for_lanes(n, [&](std::size_t i, auto c) {
+  for_lanes(n, [&](std::size_t i, auto c) DDPM_SIMD_LAMBDA {
     const fbatch pv = load_n(p + i, c);
     store_n(pv * (load_n(row + i, c) - d), row + i, c);
   });
@@ -143,11 +143,11 @@ struct Ops<backend::Cpu> {
     } else {
       const fbatch av(a), bv(b);
       if (b == 0.0f)
-        detail::cpu::parallel_map(be.ctx(), x.size(), [av](fbatch xv) { return av * xv; },
+        detail::cpu::parallel_map(be.ctx(), x.size(), [av](fbatch xv) DDPM_SIMD_LAMBDA { return av * xv; },
                                   y.data(), x.data());
       else
         detail::cpu::parallel_map(
-            be.ctx(), x.size(), [av, bv](fbatch xv, fbatch yv) { return xsimd::fma(av, xv, bv * yv); },
+            be.ctx(), x.size(), [av, bv](fbatch xv, fbatch yv) DDPM_SIMD_LAMBDA { return xsimd::fma(av, xv, bv * yv); },
             y.data(), x.data(), static_cast<const float*>(y.data()));
     }
   }
@@ -158,7 +158,7 @@ struct Ops<backend::Cpu> {
     if constexpr (!fast<T>) {
       R::add(ref, a, b, out);
     } else {
-      detail::cpu::parallel_map(be.ctx(), a.size(), [](fbatch u, fbatch v) { return u + v; },
+      detail::cpu::parallel_map(be.ctx(), a.size(), [](fbatch u, fbatch v) DDPM_SIMD_LAMBDA { return u + v; },
                                 out.data(), a.data(), b.data());
     }
   }
@@ -169,7 +169,7 @@ struct Ops<backend::Cpu> {
       R::scale(ref, x, s);
     } else {
       const fbatch sv(s);
-      detail::cpu::parallel_map(be.ctx(), x.size(), [sv](fbatch v) { return v * sv; }, x.data(),
+      detail::cpu::parallel_map(be.ctx(), x.size(), [sv](fbatch v) DDPM_SIMD_LAMBDA { return v * sv; }, x.data(),
                                 static_cast<const float*>(x.data()));
     }
   }
@@ -184,7 +184,7 @@ struct Ops<backend::Cpu> {
       return detail::cpu::parallel_sum(
           be.ctx(), x.size(), detail::cpu::map_grain, detail::cpu::chunk_align,
           [p](std::size_t b, std::size_t e) {
-            return detail::cpu::sum_span(e - b, [](fbatch v) { return v * v; }, p + b);
+            return detail::cpu::sum_span(e - b, [](fbatch v) DDPM_SIMD_LAMBDA { return v * v; }, p + b);
           });
     }
   }
@@ -196,7 +196,7 @@ struct Ops<backend::Cpu> {
     if constexpr (!fast<T>) {
       R::silu_forward(ref, x, y);
     } else {
-      detail::cpu::parallel_map(be.ctx(), x.size(), [](fbatch v) { return detail::cpu::silu(v); },
+      detail::cpu::parallel_map(be.ctx(), x.size(), [](fbatch v) DDPM_SIMD_LAMBDA { return detail::cpu::silu(v); },
                                 y.data(), x.data());
     }
   }
@@ -209,11 +209,11 @@ struct Ops<backend::Cpu> {
       if (acc)
         detail::cpu::parallel_map(
             be.ctx(), x.size(),
-            [](fbatch xv, fbatch g, fbatch d) { return xsimd::fma(g, detail::cpu::silu_grad(xv), d); },
+            [](fbatch xv, fbatch g, fbatch d) DDPM_SIMD_LAMBDA { return xsimd::fma(g, detail::cpu::silu_grad(xv), d); },
             dx.data(), x.data(), dy.data(), static_cast<const float*>(dx.data()));
       else
         detail::cpu::parallel_map(
-            be.ctx(), x.size(), [](fbatch xv, fbatch g) { return g * detail::cpu::silu_grad(xv); },
+            be.ctx(), x.size(), [](fbatch xv, fbatch g) DDPM_SIMD_LAMBDA { return g * detail::cpu::silu_grad(xv); },
             dx.data(), x.data(), dy.data());
     }
   }
@@ -239,10 +239,10 @@ struct Ops<backend::Cpu> {
       auto one_group = [&](std::size_t ng) {
         const std::size_t g = ng % G;
         const float* xp = xd + ng * M;
-        const double mu = sum_span(M, [](fbatch v) { return v; }, xp) / double(M);
+        const double mu = sum_span(M, [](fbatch v) DDPM_SIMD_LAMBDA { return v; }, xp) / double(M);
         const float muf = float(mu);
         const fbatch muv(muf);
-        const double ss = sum_span(M, [muv](fbatch v) { const fbatch d = v - muv; return d * d; }, xp);
+        const double ss = sum_span(M, [muv](fbatch v) DDPM_SIMD_LAMBDA { const fbatch d = v - muv; return d * d; }, xp);
         const double shift = mu - double(muf);
         const double var = std::max(ss / double(M) - shift * shift, 0.0);
         const float r = float(1.0 / std::sqrt(var + eps));
@@ -254,9 +254,9 @@ struct Ops<backend::Cpu> {
           const float* xc = xp + c * HW;
           float* yc = yd + ng * M + c * HW;
           if (silu)
-            map_span(HW, [&](fbatch v) { return detail::cpu::silu(xsimd::fma(v - muv, sc, bt)); }, yc, xc);
+            map_span(HW, [&](fbatch v) DDPM_SIMD_LAMBDA { return detail::cpu::silu(xsimd::fma(v - muv, sc, bt)); }, yc, xc);
           else
-            map_span(HW, [&](fbatch v) { return xsimd::fma(v - muv, sc, bt); }, yc, xc);
+            map_span(HW, [&](fbatch v) DDPM_SIMD_LAMBDA { return xsimd::fma(v - muv, sc, bt); }, yc, xc);
         }
       };
       parallel_chunks(be.ctx(), N * G, std::max<std::size_t>(1, map_grain / M), 1,
@@ -307,7 +307,7 @@ struct Ops<backend::Cpu> {
           };
           if (silu) {
             float* gc = gbuf ? gbuf + c * HW : nullptr;
-            for_lanes_blocked(HW, [&](std::size_t i, auto cnt) {
+            for_lanes_blocked(HW, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
               const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;
               const fbatch gr = load_n(dc + i, cnt) * silu_grad(xsimd::fma(gm, xhat, bt));
               if (gc) store_n(gr, gc + i, cnt);
@@ -315,7 +315,7 @@ struct Ops<backend::Cpu> {
               s_gx.add(valid_n(gr * xhat, cnt));
             }, flush);
           } else {
-            for_lanes_blocked(HW, [&](std::size_t i, auto cnt) {
+            for_lanes_blocked(HW, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
               const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;
               const fbatch gr = load_n(dc + i, cnt);
               s_g.add(valid_n(gr, cnt));
@@ -337,7 +337,7 @@ struct Ops<backend::Cpu> {
           const float* xc = xp + c * HW;
           const float* gc = silu ? gbuf + c * HW : dyp + c * HW;
           float* dxc = dx.data() + ng * M + c * HW;
-          auto body = [&](std::size_t i, auto cnt) {
+          auto body = [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
             const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;
             const fbatch v = xsimd::fms(a, load_n(gc + i, cnt), xsimd::fma(xhat, c2, b1));
             store_n(acc ? load_n(dxc + i, cnt) + v : v, dxc + i, cnt);
@@ -427,7 +427,7 @@ struct Ops<backend::Cpu> {
                          dw.data(), In);
       if (!db.empty())  // rows added in sample order, as the reference (bitwise equal)
         for (std::size_t n = 0; n < N; ++n)
-          detail::cpu::map_span(Out, [](fbatch a, fbatch d) { return a + d; }, db.data(),
+          detail::cpu::map_span(Out, [](fbatch a, fbatch d) DDPM_SIMD_LAMBDA { return a + d; }, db.data(),
                                 static_cast<const float*>(db.data()), dy.data() + n * Out);
     }
   }
@@ -447,7 +447,7 @@ struct Ops<backend::Cpu> {
       if (N == 0 || P == 0) return;
       const float scale = 1.0f / std::sqrt(float(C));
       detail::cpu::Context& ctx = be.ctx();
-      auto one = [&](std::size_t n, auto gemm) {
+      auto one = [&](std::size_t n, auto gemm) DDPM_SIMD_LAMBDA {
         const float* q = qkv.data() + n * 3 * C * P;
         const float* k = q + C * P;
         const float* v = k + C * P;
@@ -471,7 +471,7 @@ struct Ops<backend::Cpu> {
       if (N == 0 || P == 0) return;
       const float scale = 1.0f / std::sqrt(float(C));
       detail::cpu::Context& ctx = be.ctx();
-      auto one = [&](std::size_t n, auto gemm) {
+      auto one = [&](std::size_t n, auto gemm) DDPM_SIMD_LAMBDA {
         const float* q = qkv.data() + n * 3 * C * P;
         const float* k = q + C * P;
         const float* v = k + C * P;
@@ -568,7 +568,7 @@ struct Ops<backend::Cpu> {
       const std::size_t sa = ca * HW, sb = s - sa;
       auto part = [](const float* src, float* dst, std::size_t len, bool acc) {
         if (acc)
-          detail::cpu::map_span(len, [](fbatch u, fbatch v) { return u + v; }, dst,
+          detail::cpu::map_span(len, [](fbatch u, fbatch v) DDPM_SIMD_LAMBDA { return u + v; }, dst,
                                 static_cast<const float*>(dst), src);
         else
           std::memcpy(dst, src, len * sizeof(float));
@@ -595,7 +595,7 @@ struct Ops<backend::Cpu> {
       if (NC == 0 || HW == 0) return;
       detail::cpu::parallel_samples(be.ctx(), NC * HW, HW, [&](std::size_t p, std::size_t b, std::size_t e) {
         const fbatch bv(bias[p]);
-        detail::cpu::map_span(e - b, [bv](fbatch v) { return v + bv; }, x.data() + b,
+        detail::cpu::map_span(e - b, [bv](fbatch v) DDPM_SIMD_LAMBDA { return v + bv; }, x.data() + b,
                               static_cast<const float*>(x.data() + b));
       });
     }
@@ -612,7 +612,7 @@ struct Ops<backend::Cpu> {
           be.ctx(), NC, std::max<std::size_t>(1, detail::cpu::map_grain / std::max<std::size_t>(HW, 1)), 1,
           [&](std::size_t b, std::size_t e) {
             for (std::size_t p = b; p < e; ++p)
-              dbias[p] = float(detail::cpu::sum_span(HW, [](fbatch v) { return v; }, dy.data() + p * HW));
+              dbias[p] = float(detail::cpu::sum_span(HW, [](fbatch v) DDPM_SIMD_LAMBDA { return v; }, dy.data() + p * HW));
           });
     }
   }
@@ -668,7 +668,7 @@ struct Ops<backend::Cpu> {
       const std::size_t D = dtable.dim(1);
       for (std::size_t n = 0; n < labels.size(); ++n) {
         float* row = dtable.data() + std::size_t(labels[n]) * D;
-        detail::cpu::map_span(D, [](fbatch a, fbatch d) { return a + d; }, row,
+        detail::cpu::map_span(D, [](fbatch a, fbatch d) DDPM_SIMD_LAMBDA { return a + d; }, row,
                               static_cast<const float*>(row), dout.data() + n * D);
       }
     }
@@ -712,11 +712,11 @@ struct Ops<backend::Cpu> {
         if (has_z) {
           const fbatch zv(cz[n]);
           detail::cpu::map_span(
-              e - s, [=](fbatch x, fbatch y, fbatch w) { return xsimd::fma(zv, w, xsimd::fma(av, x, bv * y)); },
+              e - s, [=](fbatch x, fbatch y, fbatch w) DDPM_SIMD_LAMBDA { return xsimd::fma(zv, w, xsimd::fma(av, x, bv * y)); },
               out.data() + s, a.data() + s, b.data() + s, z.data() + s);
         } else {
           detail::cpu::map_span(
-              e - s, [=](fbatch x, fbatch y) { return xsimd::fma(av, x, bv * y); }, out.data() + s,
+              e - s, [=](fbatch x, fbatch y) DDPM_SIMD_LAMBDA { return xsimd::fma(av, x, bv * y); }, out.data() + s,
               a.data() + s, b.data() + s);
         }
       });
@@ -748,7 +748,7 @@ struct Ops<backend::Cpu> {
           const float* pe = eps.data() + sb;
           float* pd = dout.data() + sb;
           LaneSum acc;
-          for_lanes_blocked(se - sb, [&](std::size_t i, auto cnt) {
+          for_lanes_blocked(se - sb, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
             const fbatch d =
                 load_n(po + i, cnt) - P::template target<fbatch>(load_n(px + i, cnt), load_n(pe + i, cnt), av, sv);
             acc.add(valid_n(loss.template value<fbatch>(d), cnt));
@@ -780,7 +780,7 @@ struct Ops<backend::Cpu> {
         const float* po = out.data() + sb;
         float* p0 = x0.data() + sb;
         float* pe = want_eps ? eps.data() + sb : nullptr;
-        for_lanes(se - sb, [&](std::size_t i, auto cnt) {
+        for_lanes(se - sb, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
           const fbatch xv = load_n(px + i, cnt), ov = load_n(po + i, cnt);
           fbatch x = P::template x0<fbatch>(xv, ov, av, sv);
           if (clip) {
@@ -802,7 +802,7 @@ struct Ops<backend::Cpu> {
     } else {
       const fbatch wv(w);
       detail::cpu::parallel_map(
-          be.ctx(), out.size(), [wv](fbatch c, fbatch u) { return xsimd::fma(wv, c - u, u); },
+          be.ctx(), out.size(), [wv](fbatch c, fbatch u) DDPM_SIMD_LAMBDA { return xsimd::fma(wv, c - u, u); },
           out.data(), cond.data(), uncond.data());
     }
   }
@@ -814,7 +814,7 @@ struct Ops<backend::Cpu> {
     } else {
       const fbatch l(lo), h(hi);
       detail::cpu::parallel_map(
-          be.ctx(), x.size(), [l, h](fbatch v) { return detail::VMath<fbatch>::clamp(v, l, h); },
+          be.ctx(), x.size(), [l, h](fbatch v) DDPM_SIMD_LAMBDA { return detail::VMath<fbatch>::clamp(v, l, h); },
           x.data(), static_cast<const float*>(x.data()));
     }
   }
@@ -844,7 +844,7 @@ struct Ops<backend::Cpu> {
       parallel_chunks(be.ctx(), p.size(), map_grain, chunk_align, [&](std::size_t b, std::size_t e) {
         auto run = [&](auto mode_c) {
           constexpr int md_ = decltype(mode_c)::value;
-          for_lanes(e - b, [&](std::size_t j, auto cnt) {
+          for_lanes(e - b, [&](std::size_t j, auto cnt) DDPM_SIMD_LAMBDA {
             const std::size_t i = b + j;
             fbatch pv = load_n(pd + i, cnt);
             fbatch g = load_n(gd + i, cnt) * gs;
@@ -873,7 +873,7 @@ struct Ops<backend::Cpu> {
     } else {
       const fbatch d(decay), od(1.0f - decay);
       detail::cpu::parallel_map(
-          be.ctx(), p.size(), [d, od](fbatch e, fbatch x) { return xsimd::fma(d, e, od * x); },
+          be.ctx(), p.size(), [d, od](fbatch e, fbatch x) DDPM_SIMD_LAMBDA { return xsimd::fma(d, e, od * x); },
           ema.data(), static_cast<const float*>(ema.data()), p.data());
     }
   }

@@ -22,6 +22,14 @@
 #include "ddpm/core/vmath.hpp"
 #include "ddpm/detail/third_party.hpp"
 
+/// Forces the inlining of the element lambdas that span loops call (GCC otherwise keeps large
+/// ones, such as SiLU's, out of line: a call per batch and constants reloaded every time).
+#if defined(__GNUC__) || defined(__clang__)
+#define DDPM_SIMD_LAMBDA __attribute__((always_inline))
+#else
+#define DDPM_SIMD_LAMBDA
+#endif
+
 #if defined(__AVX2__)
 #include <immintrin.h>
 #define DDPM_CPU_SIMD_AVX2 1
@@ -161,12 +169,6 @@ template <class F, class... In>
 DDPM_ALWAYS_INLINE void map_span(std::size_t n, F&& f, float* out, const In*... in) {
   constexpr std::size_t W = simd_width;
   std::size_t i = 0;
-  for (; i + 2 * W <= n; i += 2 * W) {
-    const fbatch r0 = f(fbatch::load_unaligned(in + i)...);
-    const fbatch r1 = f(fbatch::load_unaligned(in + i + W)...);
-    r0.store_unaligned(out + i);
-    r1.store_unaligned(out + i + W);
-  }
   for (; i + W <= n; i += W) f(fbatch::load_unaligned(in + i)...).store_unaligned(out + i);
   if (i < n) store_partial(f(load_partial(in + i, n - i)...), out + i, n - i);
 }
