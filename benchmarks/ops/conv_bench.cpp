@@ -242,6 +242,7 @@ const AlgoName algos[] = {
     {ConvAlgo::automatic, "auto"},
     {ConvAlgo::gemm, "gemm"},
     {ConvAlgo::winograd, "winograd"},
+    {ConvAlgo::direct, "direct"},
 };
 
 void register_all() {
@@ -260,7 +261,7 @@ void register_all() {
     for (const auto& [pass, pname] : passes) {
       for (const auto& a : algos) {
         const bool wino_ok = c.kernel == 3 && c.stride == 1;
-        if (a.algo == ConvAlgo::winograd && !wino_ok) continue;
+        if ((a.algo == ConvAlgo::winograd || a.algo == ConvAlgo::direct) && !wino_ok) continue;
         for (int threads : {1, 2}) {
           const std::string name = "conv/" + conv_name(c) + "/" + pname + "/" + a.name +
                                    "/threads:" + std::to_string(threads);

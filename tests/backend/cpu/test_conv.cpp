@@ -143,7 +143,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 double tolerance(ConvAlgo algo, const Conv2dShape& s) {
   const double gemm_tol = 2e-6 * std::sqrt(double(s.c_in * s.kernel * s.kernel + s.c_out)) + 1e-6;
   // Winograd F(4x4, 3x3): transforms with entries up to 8 cost about one decimal digit.
-  return algo == ConvAlgo::gemm ? gemm_tol : std::max(gemm_tol, 1e-4);
+  return algo == ConvAlgo::gemm || algo == ConvAlgo::direct ? gemm_tol : std::max(gemm_tol, 1e-4);
 }
 
 void check_shape(const Conv2dShape& s, ConvAlgo algo) {
@@ -237,6 +237,10 @@ TEST_CASE("cpu conv2d: gemm algorithm vs double loops, 1 and 2 threads bitwise e
 
 TEST_CASE("cpu conv2d: winograd algorithm vs double loops, 1 and 2 threads bitwise equal") {
   for (const auto& s : shapes) check_shape(s, ConvAlgo::winograd);
+}
+
+TEST_CASE("cpu conv2d: direct algorithm vs double loops, 1 and 2 threads bitwise equal") {
+  for (const auto& s : shapes) check_shape(s, ConvAlgo::direct);
 }
 
 TEST_CASE("cpu conv2d: automatic algorithm vs double loops, 1 and 2 threads bitwise equal") {

@@ -12,6 +12,7 @@
 #include <oneapi/tbb/partitioner.h>
 
 #include "ddpm/backend/cpu/context.hpp"
+#include "ddpm/backend/cpu/direct.hpp"
 #include "ddpm/backend/cpu/gemm.hpp"
 #include "ddpm/backend/cpu/im2col.hpp"
 #include "ddpm/backend/cpu/winograd.hpp"
@@ -25,10 +26,15 @@ enum class ConvAlgo {
   automatic,
   gemm,      ///< implicit-im2col GEMM (any shape)
   winograd,  ///< Winograd F(4x4, 3x3) (3x3, stride 1, pad 1; all three passes)
+  direct,    ///< direct loops (stride 1, pad < kernel; weight gradient: 3x3 pad 1 only)
 };
 
 /// y = conv(x, w) + bias (bias may be null; y is overwritten). x: (n, c_in, h, w); w: (c_out, c_in,
 /// k, k); y: (n, c_out, h_out, w_out). Deterministic: bitwise the same for any thread count.
+/// Accuracy: `automatic` uses Winograd F(4x4, 3x3) for 3x3 stride-1 pad-1 layers with >= 8
+/// channels on both sides; its error is about 1e-5 of max |y| (up to ~2e-5 at 512 input channels,
+/// tested < 1e-4), some 10x the GEMM's. Near-zero outputs therefore carry an absolute error of
+/// that size: compare with a tolerance relative to the output's scale, not per element.
 inline void conv2d_forward(Context& ctx, const Conv2dShape& s, const float* x, const float* w,
                            const float* bias, float* y, ConvAlgo algo = ConvAlgo::automatic);
 
@@ -112,17 +118,21 @@ inline void forward_gemm(Context& ctx, const Conv2dShape& s, const float* x, con
   forward_gemm_prepacked(ctx, s, x, prepack_weights(ctx, s, w), bias, 0.0f, y);
 }
 
-/// Stride 1: dx = corr(dy padded by k-1-p, w flipped in space with c_in and c_out swapped).
-inline void backward_data_gemm_stride1(Context& ctx, const Conv2dShape& s, const float* w,
-                                       const float* dy, float* dx, bool accumulate) {
-  const std::size_t k = s.kernel, kk = k * k;
+/// The stride-1 adjoint of s: the convolution dy -> dx (c_in and c_out swapped, pad k-1-p).
+inline Conv2dShape adjoint_stride1(const Conv2dShape& s) noexcept {
   Conv2dShape t = s;
   t.c_in = s.c_out;
   t.c_out = s.c_in;
   t.h = s.h_out();
   t.w = s.w_out();
-  t.pad = k - 1 - s.pad;
-  // wt[ci][co][kh][kw] = w[co][ci][k-1-kh][k-1-kw]
+  t.pad = s.kernel - 1 - s.pad;
+  return t;
+}
+
+/// wt[ci][co][kh][kw] = w[co][ci][k-1-kh][k-1-kw] (weights of adjoint_stride1(s)), in shared
+/// scratch slot_weights_tmp.
+inline const float* flipped_weights(Context& ctx, const Conv2dShape& s, const float* w) {
+  const std::size_t kk = s.kernel * s.kernel;
   float* wt = ctx.shared_scratch(slot_weights_tmp, s.c_in * s.c_out * kk);
   for (std::size_t ci = 0; ci < s.c_in; ++ci)
     for (std::size_t co = 0; co < s.c_out; ++co) {
@@ -130,7 +140,14 @@ inline void backward_data_gemm_stride1(Context& ctx, const Conv2dShape& s, const
       float* dst = wt + (ci * s.c_out + co) * kk;
       for (std::size_t q = 0; q < kk; ++q) dst[q] = src[kk - 1 - q];
     }
-  forward_gemm_prepacked(ctx, t, dy, prepack_weights(ctx, t, wt), nullptr,
+  return wt;
+}
+
+/// Stride 1: dx = corr(dy padded by k-1-p, w flipped in space with c_in and c_out swapped).
+inline void backward_data_gemm_stride1(Context& ctx, const Conv2dShape& s, const float* w,
+                                       const float* dy, float* dx, bool accumulate) {
+  const Conv2dShape t = adjoint_stride1(s);
+  forward_gemm_prepacked(ctx, t, dy, prepack_weights(ctx, t, flipped_weights(ctx, s, w)), nullptr,
                          accumulate ? 1.0f : 0.0f, dx);
 }
 
@@ -218,12 +235,31 @@ inline bool winograd_applies(const Conv2dShape& s) noexcept {
   return s.kernel == 3 && s.stride == 1 && s.pad == 1;
 }
 
-/// The dispatcher's choice for the forward pass (backward-data uses the same rule with c_in and
-/// c_out swapped).
-inline bool use_winograd(const Conv2dShape& s, ConvAlgo algo) noexcept {
-  if (!winograd_applies(s)) return false;
-  if (algo != ConvAlgo::automatic) return algo == ConvAlgo::winograd;
-  return false;  // TODO(kernels): per-shape choice from the benchmarks
+inline bool direct_applies(const Conv2dShape& s) noexcept {
+  return s.stride == 1 && s.pad < s.kernel;
+}
+
+/// Fewest channels on both sides for which Winograd is used (below it, Winograd's transforms
+/// dominate; measured, see benchmarks/ops/README-kernels.md).
+inline constexpr std::size_t winograd_min_channels = 8;
+
+/// The algorithm for a forward convolution of shape s (backward-data asks with the adjoint).
+inline ConvAlgo choose_forward(const Conv2dShape& s, ConvAlgo algo) noexcept {
+  if (algo == ConvAlgo::winograd && winograd_applies(s)) return ConvAlgo::winograd;
+  if (algo == ConvAlgo::direct && direct_applies(s)) return ConvAlgo::direct;
+  if (algo != ConvAlgo::automatic) return ConvAlgo::gemm;
+  if (!winograd_applies(s)) return ConvAlgo::gemm;
+  if (std::min(s.c_in, s.c_out) >= winograd_min_channels) return ConvAlgo::winograd;
+  // conv_in-like (few inputs, many outputs): GEMM; conv_out-like (few outputs): direct loops.
+  return s.c_out >= winograd_min_channels ? ConvAlgo::gemm : ConvAlgo::direct;
+}
+
+/// The algorithm for the weight gradient of shape s.
+inline ConvAlgo choose_weight(const Conv2dShape& s, ConvAlgo algo) noexcept {
+  if (!winograd_applies(s)) return ConvAlgo::gemm;
+  if (algo != ConvAlgo::automatic) return algo;
+  if (std::min(s.c_in, s.c_out) >= winograd_min_channels) return ConvAlgo::winograd;
+  return s.c_out < winograd_min_channels ? ConvAlgo::direct : ConvAlgo::gemm;
 }
 
 }  // namespace conv_detail
@@ -231,26 +267,33 @@ inline bool use_winograd(const Conv2dShape& s, ConvAlgo algo) noexcept {
 inline void conv2d_forward(Context& ctx, const Conv2dShape& s, const float* x, const float* w,
                            const float* bias, float* y, ConvAlgo algo) {
   if (s.n == 0 || s.c_out == 0) return;
-  if (conv_detail::use_winograd(s, algo)) {
-    const winograd::Problem p{s.n, s.c_in, s.h, s.w, s.c_out, false};
-    winograd::convolve(ctx, p, x, w, bias, y, false, conv_detail::slot_weights);
-    return;
+  switch (conv_detail::choose_forward(s, algo)) {
+    case ConvAlgo::winograd: {
+      const winograd::Problem p{s.n, s.c_in, s.h, s.w, s.c_out, false};
+      winograd::convolve(ctx, p, x, w, bias, y, false, conv_detail::slot_weights);
+      return;
+    }
+    case ConvAlgo::direct:
+      direct::forward(ctx, s, x, w, bias, y, false);
+      return;
+    default:
+      conv_detail::forward_gemm(ctx, s, x, w, bias, y);
   }
-  conv_detail::forward_gemm(ctx, s, x, w, bias, y);
 }
 
 inline void conv2d_backward_data(Context& ctx, const Conv2dShape& s, const float* w,
                                  const float* dy, float* dx, bool accumulate, ConvAlgo algo) {
   if (s.n == 0 || s.c_in == 0) return;
-  Conv2dShape adj = s;  // the adjoint convolution dy -> dx
-  adj.c_in = s.c_out;
-  adj.c_out = s.c_in;
-  if (conv_detail::use_winograd(adj, algo)) {
+  const bool stride1 = s.stride == 1 && s.pad < s.kernel;
+  const ConvAlgo a = stride1 ? conv_detail::choose_forward(conv_detail::adjoint_stride1(s), algo)
+                             : ConvAlgo::gemm;
+  if (a == ConvAlgo::winograd) {
     const winograd::Problem p{s.n, s.c_out, s.h, s.w, s.c_in, true};
     winograd::convolve(ctx, p, dy, w, nullptr, dx, accumulate, conv_detail::slot_weights);
-    return;
-  }
-  if (s.stride == 1 && s.pad < s.kernel) {
+  } else if (a == ConvAlgo::direct) {
+    direct::forward(ctx, conv_detail::adjoint_stride1(s), dy,
+                    conv_detail::flipped_weights(ctx, s, w), nullptr, dx, accumulate);
+  } else if (stride1) {
     conv_detail::backward_data_gemm_stride1(ctx, s, w, dy, dx, accumulate);
   } else {
     conv_detail::backward_data_gemm_col2im(ctx, s, w, dy, dx, accumulate);
@@ -261,11 +304,17 @@ inline void conv2d_backward_weight(Context& ctx, const Conv2dShape& s, const flo
                                    const float* dy, float* dw, float* db, ConvAlgo algo) {
   if (s.c_out == 0) return;
   if (s.n != 0 && s.c_in != 0) {
-    if (conv_detail::winograd_applies(s) && algo == ConvAlgo::winograd) {
-      const winograd::Problem p{s.n, s.c_in, s.h, s.w, s.c_out, false};
-      winograd::weight_gradient(ctx, p, x, dy, dw);
-    } else {
-      conv_detail::backward_weight_gemm(ctx, s, x, dy, dw);
+    switch (conv_detail::choose_weight(s, algo)) {
+      case ConvAlgo::winograd: {
+        const winograd::Problem p{s.n, s.c_in, s.h, s.w, s.c_out, false};
+        winograd::weight_gradient(ctx, p, x, dy, dw);
+        break;
+      }
+      case ConvAlgo::direct:
+        direct::weight_gradient3(ctx, s, x, dy, dw);
+        break;
+      default:
+        conv_detail::backward_weight_gemm(ctx, s, x, dy, dw);
     }
   }
   if (db) conv_detail::backward_bias(ctx, s, dy, db);
