@@ -4,8 +4,10 @@
 // Cpu(1) and Cpu(2). Sizes around the SIMD width and across several parallel chunks.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -248,4 +250,48 @@ TEST_CASE("cpu ops: double tensors forward to the reference backend") {
                                      View<double>(o.data(), s));
   CHECK(o == std::vector<double>{5, 7, 9});
   CHECK(ddpm::Ops<ddpm::backend::Cpu>::sum_squares(cpu2(), ConstView<double>(a.data(), s)) == 14.0);
+}
+
+TEST_CASE("cpu simd: exp within 2 ulp over its range, sigmoid within 3 ulp, VMath on batches") {
+  using ddpm::detail::cpu::fbatch;
+  constexpr std::size_t W = ddpm::detail::cpu::simd_width;
+  double worst_exp = 0.0, worst_sig = 0.0;
+  for (float x = -87.0f; x < 88.0f; x += 0.0137f) {
+    alignas(64) float e[W], s[W];
+    ddpm::detail::cpu::exp(fbatch(x)).store_aligned(e);
+    ddpm::detail::cpu::sigmoid(fbatch(x)).store_aligned(s);
+    const double re = std::exp(double(x)), rs = 1.0 / (1.0 + std::exp(-double(x)));
+    worst_exp = std::max(worst_exp, std::abs(e[0] - re) / re);
+    if (rs > 1e-30) worst_sig = std::max(worst_sig, std::abs(s[0] - rs) / rs);
+  }
+  CHECK(worst_exp < 2 * 5.97e-8);
+  CHECK(worst_sig < 3 * 5.97e-8);
+  alignas(64) float o[W];
+  ddpm::detail::cpu::exp(fbatch(-1e4f)).store_aligned(o);
+  CHECK((o[0] >= 0.0f && o[0] < 1.2e-38f));
+  ddpm::detail::cpu::silu(fbatch(-1e4f)).store_aligned(o);
+  CHECK(std::abs(o[0]) < 1e-30f);
+  ddpm::detail::cpu::silu(fbatch(1e4f)).store_aligned(o);
+  CHECK(o[0] == 1e4f);
+  // VMath<batch> follows the scalar VMath lane by lane, NaN included.
+  using VB = ddpm::detail::VMath<fbatch>;
+  using VS = ddpm::detail::VMath<float>;
+  const float vals[] = {-2.0f, -0.0f, 0.0f, 0.5f, 3.0f, std::numeric_limits<float>::quiet_NaN()};
+  for (float a : vals)
+    for (float b : vals) {
+      alignas(64) float r[5][W];
+      VB::min(fbatch(a), fbatch(b)).store_aligned(r[0]);
+      VB::max(fbatch(a), fbatch(b)).store_aligned(r[1]);
+      VB::sign(fbatch(a)).store_aligned(r[2]);
+      VB::abs(fbatch(a)).store_aligned(r[3]);
+      VB::clamp(fbatch(a), fbatch(-1.0f), fbatch(b)).store_aligned(r[4]);
+      const float want[5] = {VS::min(a, b), VS::max(a, b), VS::sign(a), VS::abs(a), VS::clamp(a, -1.0f, b)};
+      for (int k = 0; k < 5; ++k) {
+        INFO("a=", a, " b=", b, " function ", k);
+        if (k == 3)  // abs: +0 for -0 on batches (sign bit cleared), -0 in the scalar version
+          CHECK((r[k][0] == want[k] || (std::isnan(r[k][0]) && std::isnan(want[k]))));
+        else
+          CHECK(std::memcmp(&r[k][0], &want[k], sizeof(float)) == 0);
+      }
+    }
 }

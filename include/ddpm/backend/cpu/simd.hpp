@@ -39,8 +39,9 @@
 
 namespace ddpm::detail {
 
-/// VMath for xsimd batches, with exactly the scalar semantics of VMath<float> (NaN included):
-/// min(a, b) = b < a ? b : a, max(a, b) = a < b ? b : a, sign(0) = sign(NaN) = 0.
+/// VMath for xsimd batches, with the scalar semantics of VMath<float> lane by lane, NaN included:
+/// min(a, b) = b < a ? b : a, max(a, b) = a < b ? b : a, sign(0) = sign(NaN) = 0. The one
+/// difference: abs(-0) is +0 here (the sign bit is cleared), -0 in the scalar version.
 template <class T, class A>
 struct VMath<xsimd::batch<T, A>> {
   using V = xsimd::batch<T, A>;
@@ -253,11 +254,15 @@ inline double sum_span(std::size_t n, G&& g, const In*... in) {
 
 // ------------------------------------------------------------------ exp, sigmoid, SiLU
 /// e^x, Cephes-style: x clamped to [-87.34, 88.38] (so e^x of very negative x is ~1.2e-38, not 0),
-/// range reduction by ln 2 in two parts, degree-5 polynomial; about 1 ulp.
+/// n = round(x / ln 2) by the 1.5 * 2^23 magic-number addition (whose low mantissa bits are then
+/// n + 127, i.e. the exponent field of 2^n), reduction by ln 2 in two parts, degree-5 polynomial;
+/// about 1 ulp.
 DDPM_ALWAYS_INLINE fbatch exp(fbatch x) {
   using ibatch = xsimd::batch<std::int32_t>;
   x = xsimd::min(xsimd::max(x, fbatch(-87.3365447504f)), fbatch(88.3762626647949f));
-  const fbatch fx = xsimd::nearbyint(x * fbatch(1.44269504088896341f));
+  const fbatch magic(12582912.0f + 127.0f);  // 1.5 * 2^23 + exponent bias
+  const fbatch t = xsimd::fma(x, fbatch(1.44269504088896341f), magic);
+  const fbatch fx = t - magic;
   fbatch r = xsimd::fnma(fx, fbatch(0.693359375f), x);
   r = xsimd::fnma(fx, fbatch(-2.12194440e-4f), r);
   fbatch y(1.9875691500e-4f);
@@ -267,16 +272,16 @@ DDPM_ALWAYS_INLINE fbatch exp(fbatch x) {
   y = xsimd::fma(y, r, fbatch(1.6666665459e-1f));
   y = xsimd::fma(y, r, fbatch(5.0000001201e-1f));
   y = xsimd::fma(y, r * r, r) + fbatch(1.0f);
-  const ibatch n = xsimd::batch_cast<std::int32_t>(fx);
-  const fbatch pow2n = xsimd::bitwise_cast<fbatch>((n + ibatch(127)) << 23);
-  return y * pow2n;
+  return y * xsimd::bitwise_cast<fbatch>(xsimd::bitwise_cast<ibatch>(t) << 23);
 }
 /// 1 / d for d in [1, 3e38] (the denominators of sigmoid): AVX2 approximate reciprocal refined by
 /// one Newton step (within 1-2 ulp, and faster than the divider); exact division elsewhere.
 DDPM_ALWAYS_INLINE fbatch sigmoid_reciprocal(fbatch d) {
 #if DDPM_CPU_SIMD_AVX2
   const fbatch r = _mm256_rcp_ps(d);
-  return r * xsimd::fnma(d, r, fbatch(2.0f));
+  // Newton converges from below and would leave 1/1 one ulp short: keep sigmoid exactly 1 (and
+  // SiLU exactly x) once e^-x vanishes against 1.
+  return xsimd::select(d == fbatch(1.0f), fbatch(1.0f), r * xsimd::fnma(d, r, fbatch(2.0f)));
 #else
   return fbatch(1.0f) / d;
 #endif
