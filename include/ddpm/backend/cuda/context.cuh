@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT
+// ddpm/backend/cuda/context.cuh — the per-device Context (stream, cuBLAS handle, memory pool,
+// scratch arena) and the definitions of detail::cuda::Runtime<>. nvcc only.
+#pragma once
+#if !defined(__CUDACC__)
+#error "ddpm/backend/cuda/*.cuh must be compiled by nvcc: include <ddpm/backend/cuda.cuh> from a .cu file"
+#endif
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "ddpm/backend/cuda/common.cuh"
+#include "ddpm/backend/cuda/memory.hpp"
+#include "ddpm/backend/cuda/tag.hpp"
+#include "ddpm/core/assert.hpp"
+#include "ddpm/tensor/tensor.hpp"
+
+namespace ddpm::detail::cuda {
+
+/// Scratch slots of the Context. An operation may hold several slots at once but never asks for a
+/// slot it already holds; no operation keeps a slot across a call into another operation.
+namespace slot {
+inline constexpr std::size_t col = 0;       ///< conv im2col / column gradient; attention dP
+inline constexpr std::size_t tmp = 1;       ///< conv GEMM output before the NCHW transpose / dy transposed
+inline constexpr std::size_t partial = 2;   ///< block partials of reductions; GroupNorm per-(n, c) sums
+inline constexpr std::size_t rowsum = 3;    ///< conv bias gradient: per-(n, c) sums
+inline constexpr std::size_t freq = 4;      ///< timestep embedding frequencies (cached)
+inline constexpr std::size_t result = 5;    ///< device result of a reduction (a few doubles)
+inline constexpr std::size_t count = 6;
+}  // namespace slot
+
+/// Bytes of conv/attention scratch one call may use before it splits the batch into chunks.
+inline constexpr std::size_t chunk_budget_bytes = std::size_t{256} << 20;
+
+/// One device's state, shared by all backend::Cuda tags and device tensors of that device. Created
+/// once by Runtime<>::context() and never destroyed (see Runtime).
+class Context {
+ public:
+  explicit Context(int dev) : device(dev) {
+    DDPM_CUDA_CHECK(cudaSetDevice(dev));
+    DDPM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    DDPM_CUBLAS_CHECK(cublasCreate(&cublas));
+    DDPM_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+    DDPM_CUBLAS_CHECK(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH));
+    DDPM_CUBLAS_CHECK(cublasSetPointerMode(cublas, CUBLAS_POINTER_MODE_HOST));
+    // The device's default pool, told to keep freed memory (no release at synchronisation).
+    DDPM_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
+    std::uint64_t keep = UINT64_MAX;
+    DDPM_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    DDPM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result), 4 * sizeof(double)));
+  }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  /// At least `bytes` of device scratch in slot `s` (grow-only; contents unspecified after growth).
+  /// The old buffer is freed in stream order, so queued kernels still using it are safe.
+  void* scratch(std::size_t s, std::size_t bytes) {
+    Buffer& b = scratch_[s];
+    if (bytes > b.bytes) {
+      if (b.ptr) DDPM_CUDA_CHECK(cudaFreeAsync(b.ptr, stream));
+      b.ptr = nullptr;
+      b.bytes = 0;
+      const std::size_t rounded = (bytes + 255) / 256 * 256;
+      DDPM_CUDA_CHECK(cudaMallocAsync(&b.ptr, rounded, stream));
+      b.bytes = rounded;
+      tensor_allocation_count().fetch_add(1, std::memory_order_relaxed);
+      device_allocation_count().fetch_add(1, std::memory_order_relaxed);
+    }
+    return b.ptr;
+  }
+  template <class T>
+  T* scratch_as(std::size_t s, std::size_t count) {
+    return static_cast<T*>(scratch(s, count * sizeof(T)));
+  }
+
+  /// Sets the cuBLAS math mode for the next GEMMs (TF32 tensor cores or strict fp32).
+  void set_tf32(bool on) {
+    if (on != tf32_) {
+      DDPM_CUBLAS_CHECK(cublasSetMathMode(cublas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      tf32_ = on;
+    }
+  }
+
+  void synchronize() const { DDPM_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+  const int device;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cudaMemPool_t pool = nullptr;
+  double* host_result = nullptr;  ///< pinned; reductions copy their result here
+  int freq_half = -1;             ///< the embedding size whose frequencies slot::freq holds
+
+ private:
+  struct Buffer {
+    void* ptr = nullptr;
+    std::size_t bytes = 0;
+  };
+  std::array<Buffer, slot::count> scratch_{};
+  bool tf32_ = false;
+};
+
+/// The context of a backend tag.
+inline Context& ctx(const backend::Cuda& be) { return *be.context; }
+
+inline constexpr int max_devices = 64;
+
+struct Registry {
+  std::array<std::once_flag, max_devices> once;
+  std::array<std::shared_ptr<Context>, max_devices> contexts;
+};
+/// Never destroyed: device tensors may be freed during static destruction.
+inline Registry& registry() {
+  static Registry* r = new Registry();
+  return *r;
+}
+
+/// Device count, asked once per process.
+inline int cached_device_count() {
+  static const int n = Runtime<>::device_count();
+  return n;
+}
+
+/// The context of `device`, created on first use (does not change the current device).
+inline Context& device_context(int device) {
+  const int n = cached_device_count();
+  if (n == 0) throw std::runtime_error("ddpm: backend::Cuda: no CUDA device found");
+  if (device < 0 || device >= n || device >= max_devices)
+    throw std::runtime_error(cat("ddpm: backend::Cuda: device ", device, " does not exist (", n,
+                                 " device", n == 1 ? "" : "s", " found)"));
+  Registry& r = registry();
+  std::call_once(r.once[std::size_t(device)], [&] {
+    int cur = -1;
+    DDPM_CUDA_CHECK(cudaGetDevice(&cur));
+    r.contexts[std::size_t(device)] = std::make_shared<Context>(device);  // sets `device` current
+    if (cur != device) DDPM_CUDA_CHECK(cudaSetDevice(cur));
+  });
+  return *r.contexts[std::size_t(device)];
+}
+
+/// The context of the calling thread's current device.
+inline Context& current_context() {
+  int dev = 0;
+  DDPM_CUDA_CHECK(cudaGetDevice(&dev));
+  return device_context(dev);
+}
+
+// ------------------------------------------------------------------ Runtime<> definitions
+
+template <class D>
+int Runtime<D>::device_count() noexcept {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the "no device" / "no driver" error
+    return 0;
+  }
+  return n;
+}
+
+template <class D>
+std::shared_ptr<Context> Runtime<D>::context(int device) {
+  (void)device_context(device);
+  int cur = -1;
+  DDPM_CUDA_CHECK(cudaGetDevice(&cur));
+  if (cur != device) DDPM_CUDA_CHECK(cudaSetDevice(device));
+  return registry().contexts[std::size_t(device)];
+}
+
+template <class D>
+int Runtime<D>::device_of(const Context& c) noexcept {
+  return c.device;
+}
+
+template <class D>
+std::string Runtime<D>::describe(int device) {
+  cudaDeviceProp p{};
+  DDPM_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  return cat(p.name, " (sm_", p.major, p.minor, ", ", double(p.totalGlobalMem) / double(1u << 30),
+             " GiB, ", p.multiProcessorCount, " SMs)");
+}
+
+template <class D>
+void Runtime<D>::synchronize(const Context& c) {
+  c.synchronize();
+}
+
+template <class D>
+void* Runtime<D>::allocate(std::size_t bytes) {
+  Context& c = current_context();
+  void* p = nullptr;
+  const cudaError_t e = cudaMallocAsync(&p, bytes, c.stream);
+  if (e == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    throw std::bad_alloc();
+  }
+  DDPM_CUDA_CHECK(e);
+  return p;
+}
+
+template <class D>
+void Runtime<D>::deallocate(void* p) noexcept {
+  // Errors are ignored: at process exit the runtime may already be unloading.
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return;
+  const std::shared_ptr<Context>& c = registry().contexts[std::size_t(dev)];
+  if (!c || cudaFreeAsync(p, c->stream) != cudaSuccess) (void)cudaGetLastError();
+}
+
+template <class D>
+void Runtime<D>::copy_from_host(void* dst, const void* src, std::size_t bytes) {
+  // From pageable memory the source is staged before the call returns, so the caller may reuse it.
+  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, current_context().stream));
+}
+
+template <class D>
+void Runtime<D>::copy_to_host(void* dst, const void* src, std::size_t bytes) {
+  Context& c = current_context();
+  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c.stream));
+  c.synchronize();
+}
+
+template <class D>
+void Runtime<D>::copy(void* dst, const void* src, std::size_t bytes) {
+  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, current_context().stream));
+}
+
+template <class D>
+void Runtime<D>::zero(void* dst, std::size_t bytes) {
+  DDPM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, current_context().stream));
+}
+
+template <class D>
+MemoryStats Runtime<D>::memory_stats() {
+  Context& c = current_context();
+  MemoryStats s;
+  std::uint64_t v = 0;
+  DDPM_CUDA_CHECK(cudaMemPoolGetAttribute(c.pool, cudaMemPoolAttrUsedMemCurrent, &v));
+  s.in_use = std::size_t(v);
+  DDPM_CUDA_CHECK(cudaMemPoolGetAttribute(c.pool, cudaMemPoolAttrUsedMemHigh, &v));
+  s.peak_in_use = std::size_t(v);
+  DDPM_CUDA_CHECK(cudaMemPoolGetAttribute(c.pool, cudaMemPoolAttrReservedMemCurrent, &v));
+  s.reserved = std::size_t(v);
+  DDPM_CUDA_CHECK(cudaMemPoolGetAttribute(c.pool, cudaMemPoolAttrReservedMemHigh, &v));
+  s.peak_reserved = std::size_t(v);
+  return s;
+}
+
+template <class D>
+void Runtime<D>::reset_peak_memory_stats() {
+  Context& c = current_context();
+  std::uint64_t zero = 0;  // the only value these attributes accept: resets to the current value
+  DDPM_CUDA_CHECK(cudaMemPoolSetAttribute(c.pool, cudaMemPoolAttrUsedMemHigh, &zero));
+  DDPM_CUDA_CHECK(cudaMemPoolSetAttribute(c.pool, cudaMemPoolAttrReservedMemHigh, &zero));
+}
+
+}  // namespace ddpm::detail::cuda

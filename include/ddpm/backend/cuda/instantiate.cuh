@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+// ddpm/backend/cuda/instantiate.cuh — the macros that emit the CUDA backend's definitions. Put
+// exactly one DDPM_CUDA_INSTANTIATE() in one .cu of a program (after #include <ddpm/backend/cuda.cuh>);
+// the rest of the program can be ordinary C++ including <ddpm/backend/cuda.hpp>. nvcc only.
+#pragma once
+#if !defined(__CUDACC__)
+#error "ddpm/backend/cuda/*.cuh must be compiled by nvcc: include <ddpm/backend/cuda.cuh> from a .cu file"
+#endif
+
+#include "ddpm/backend/cuda/attention.cuh"
+#include "ddpm/backend/cuda/context.cuh"
+#include "ddpm/backend/cuda/diffusion.cuh"
+#include "ddpm/backend/cuda/elementwise.cuh"
+#include "ddpm/backend/cuda/gemm.cuh"
+#include "ddpm/backend/cuda/group_norm.cuh"
+#include "ddpm/backend/cuda/ops.hpp"
+
+/// diffusion_loss for a target/loss pair other than the built-in ones (at namespace scope, once
+/// per pair per program).
+#define DDPM_CUDA_INSTANTIATE_POLICIES(P, L) template struct ::ddpm::detail::cuda::LossKernels<P, L>;
+
+/// predict for a target other than the built-in ones (once per target per program).
+#define DDPM_CUDA_INSTANTIATE_TARGET(P) template struct ::ddpm::detail::cuda::TargetKernels<P>;
+
+/// The runtime, every policy-free operation, and diffusion_loss/predict for the built-in targets
+/// (Epsilon, X0, V) and losses (L1, L2, Huber). Once per program, at namespace scope.
+#define DDPM_CUDA_INSTANTIATE()                                                         \
+  template struct ::ddpm::detail::cuda::Runtime<void>;                                 \
+  template struct ::ddpm::detail::cuda::Kernels<void>;                                 \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::Epsilon, ::ddpm::loss::L1)            \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::Epsilon, ::ddpm::loss::L2)            \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::Epsilon, ::ddpm::loss::Huber)         \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::X0, ::ddpm::loss::L1)                 \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::X0, ::ddpm::loss::L2)                 \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::X0, ::ddpm::loss::Huber)              \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::V, ::ddpm::loss::L1)                  \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::V, ::ddpm::loss::L2)                  \
+  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::V, ::ddpm::loss::Huber)               \
+  DDPM_CUDA_INSTANTIATE_TARGET(::ddpm::target::Epsilon)                                \
+  DDPM_CUDA_INSTANTIATE_TARGET(::ddpm::target::X0)                                     \
+  DDPM_CUDA_INSTANTIATE_TARGET(::ddpm::target::V)
