@@ -36,11 +36,14 @@ class TempDir {
     std::filesystem::remove_all(path_, ec);
   }
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-  [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+  [[nodiscard]] std::filesystem::path operator/(const std::string& name) const {
+    return path_ / name;
+  }
   /// Names of the entries in the folder (to check that no temporary file is left behind).
   [[nodiscard]] std::vector<std::string> entries() const {
     std::vector<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(path_)) out.push_back(e.path().filename().string());
+    for (const auto& e : std::filesystem::directory_iterator(path_))
+      out.push_back(e.path().filename().string());
     return out;
   }
 
@@ -61,7 +64,8 @@ inline void write_text(const std::filesystem::path& p, const std::string& text) 
 inline std::vector<std::uint8_t> read_bytes(const std::filesystem::path& p) {
   std::ifstream f(p, std::ios::binary);
   REQUIRE(f.good());
-  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(f),
+                                   std::istreambuf_iterator<char>());
 }
 
 inline std::vector<std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
@@ -73,18 +77,18 @@ inline std::vector<std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
 }  // namespace ddpm::io::test
 
 /// Checks that `expr` throws ddpm::IoError whose message starts with `file` and contains `problem`.
-#define DDPM_CHECK_IO_ERROR(expr, file, problem)                                          \
-  do {                                                                                    \
-    bool ddpm_thrown_ = false;                                                            \
-    try {                                                                                 \
-      (void)(expr);                                                                       \
-    } catch (const ::ddpm::IoError& ddpm_e_) {                                            \
-      ddpm_thrown_ = true;                                                                \
-      const std::string ddpm_msg_ = ddpm_e_.what();                                       \
-      INFO("message: ", ddpm_msg_);                                                       \
-      CHECK(ddpm_msg_.rfind(std::string(file), 0) == 0);                                  \
-      CHECK(ddpm_e_.path() == std::string(file));                                         \
-      CHECK(ddpm_msg_.find(problem) != std::string::npos);                                \
-    }                                                                                     \
-    CHECK_MESSAGE(ddpm_thrown_, "expected ddpm::IoError from " #expr);                    \
+#define DDPM_CHECK_IO_ERROR(expr, file, problem)                       \
+  do {                                                                 \
+    bool ddpm_thrown_ = false;                                         \
+    try {                                                              \
+      (void)(expr);                                                    \
+    } catch (const ::ddpm::IoError& ddpm_e_) {                         \
+      ddpm_thrown_ = true;                                             \
+      const std::string ddpm_msg_ = ddpm_e_.what();                    \
+      INFO("message: ", ddpm_msg_);                                    \
+      CHECK(ddpm_msg_.rfind(std::string(file), 0) == 0);               \
+      CHECK(ddpm_e_.path() == std::string(file));                      \
+      CHECK(ddpm_msg_.find(problem) != std::string::npos);             \
+    }                                                                  \
+    CHECK_MESSAGE(ddpm_thrown_, "expected ddpm::IoError from " #expr); \
   } while (0)

@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/atomic_file.hpp: atomic replace, cleanup on failure, bounded reads.
-#include "ddpm/io/atomic_file.hpp"
-
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 
@@ -10,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/io/atomic_file.hpp"
 #include "io/io_test_util.hpp"
 
 using ddpm::io::test::TempDir;
@@ -93,7 +92,8 @@ TEST_CASE("atomic_file: replacing a folder fails cleanly and leaves no temporary
   CHECK(std::filesystem::is_directory(p));
 }
 
-TEST_CASE("atomic_file: a failing write (file size limit) reports the errno text, keeps the old file") {
+TEST_CASE(
+    "atomic_file: a failing write (file size limit) reports the errno text, keeps the old file") {
   TempDir dir;
   const auto p = dir / "limited.bin";
   ddpm::io::write_file_atomic(p, bytes_of("previous contents"));

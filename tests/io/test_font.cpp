@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/font.hpp: glyph metrics, drawing, clipping, rotation.
-#include "ddpm/io/font.hpp"
-
 #include <doctest/doctest.h>
 
 #include <cstdint>
 #include <vector>
+
+#include "ddpm/io/font.hpp"
 
 using ddpm::io::Image8;
 

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/gif.hpp: files re-open with DGifSlurp with the right frames, sizes, delays,
 // looping and colours.
-#include "ddpm/io/gif.hpp"
-
 #include <doctest/doctest.h>
 #include <gif_lib.h>
 
@@ -12,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/io/gif.hpp"
 #include "io/io_test_util.hpp"
 
 using ddpm::io::Image8;
@@ -43,7 +42,8 @@ Decoded slurp(const std::filesystem::path& p) {
     for (int k = 0; k < si.ImageDesc.Width * si.ImageDesc.Height; ++k) {
       const int idx = si.RasterBits[k];
       REQUIRE(idx < map->ColorCount);
-      f.px.insert(f.px.end(), {map->Colors[idx].Red, map->Colors[idx].Green, map->Colors[idx].Blue});
+      f.px.insert(f.px.end(),
+                  {map->Colors[idx].Red, map->Colors[idx].Green, map->Colors[idx].Blue});
     }
     d.frames.push_back(std::move(f));
     GraphicsControlBlock gcb{};
@@ -92,7 +92,8 @@ TEST_CASE("gif: gray frames round-trip exactly, with frame count, size, delays a
 TEST_CASE("gif: RGB frames with few colours are exact; gray RGB frames use the gray palette") {
   TempDir dir;
   Image8 few{6, 6, 3, {}};
-  const std::uint8_t colors[5][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {12, 34, 56}, {250, 250, 10}};
+  const std::uint8_t colors[5][3] = {
+      {255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {12, 34, 56}, {250, 250, 10}};
   for (int i = 0; i < 36; ++i) few.px.insert(few.px.end(), colors[i % 5], colors[i % 5] + 3);
   Image8 grayish{6, 6, 3, {}};
   for (int i = 0; i < 36; ++i) grayish.px.insert(grayish.px.end(), 3, std::uint8_t(i * 7));
@@ -110,7 +111,8 @@ TEST_CASE("gif: RGB frames with many colours are quantised closely") {
   Image8 grad{64, 64, 3, {}};
   for (int y = 0; y < 64; ++y)
     for (int x = 0; x < 64; ++x)
-      grad.px.insert(grad.px.end(), {std::uint8_t(4 * x), std::uint8_t(4 * y), std::uint8_t(255 - 2 * (x + y))});
+      grad.px.insert(grad.px.end(),
+                     {std::uint8_t(4 * x), std::uint8_t(4 * y), std::uint8_t(255 - 2 * (x + y))});
   ddpm::io::write_gif(dir / "g.gif", std::vector<Image8>{grad}, 5);
   const Decoded d = slurp(dir / "g.gif");
   REQUIRE(d.frames.size() == 1);
@@ -148,15 +150,18 @@ TEST_CASE("gif: misuse is a parameter error; an unwritable path is an IoError on
   CHECK_THROWS_AS(ddpm::io::GifWriter(dir / "x.gif", 70000, 2, 1), std::invalid_argument);
   CHECK_THROWS_AS(ddpm::io::GifWriter(dir / "x.gif", 2, 2, -1), std::invalid_argument);
   ddpm::io::GifWriter gif(dir / "x.gif", 2, 2, 1);
-  CHECK_THROWS_AS(gif.add_frame(gray_frame(3, 2, 0)), std::invalid_argument);       // wrong size
-  CHECK_THROWS_AS(gif.add_frame(Image8{2, 2, 4, std::vector<std::uint8_t>(16)}), std::invalid_argument);
-  CHECK_THROWS_AS(gif.add_frame(Image8{2, 2, 1, std::vector<std::uint8_t>(3)}), std::invalid_argument);
+  CHECK_THROWS_AS(gif.add_frame(gray_frame(3, 2, 0)), std::invalid_argument);  // wrong size
+  CHECK_THROWS_AS(gif.add_frame(Image8{2, 2, 4, std::vector<std::uint8_t>(16)}),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(gif.add_frame(Image8{2, 2, 1, std::vector<std::uint8_t>(3)}),
+                  std::invalid_argument);
   CHECK_THROWS_AS(gif.close(), std::invalid_argument);  // no frames
   gif.add_frame(gray_frame(2, 2, 0));
   gif.close();
   CHECK_THROWS_AS(gif.close(), std::invalid_argument);
   CHECK_THROWS_AS(gif.add_frame(gray_frame(2, 2, 0)), std::invalid_argument);
-  CHECK_THROWS_AS(ddpm::io::write_gif(dir / "e.gif", std::vector<Image8>{}, 1), std::invalid_argument);
+  CHECK_THROWS_AS(ddpm::io::write_gif(dir / "e.gif", std::vector<Image8>{}, 1),
+                  std::invalid_argument);
 
   const auto p = dir / "missing" / "t.gif";
   ddpm::io::GifWriter bad(p, 2, 2, 1);

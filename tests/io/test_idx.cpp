@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/idx.hpp: IDX round trips (raw and gzip), every rejection, MNIST folders.
-#include "ddpm/io/idx.hpp"
-
 #include <doctest/doctest.h>
 #include <zlib.h>
 
@@ -10,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/io/idx.hpp"
 #include "io/io_test_util.hpp"
 
 using ddpm::io::IdxArray;
@@ -60,7 +59,8 @@ Bytes concat(Bytes a, const Bytes& b) {
 
 TEST_CASE("idx: write/read round-trips 1..4 dimensions, raw and gzip") {
   TempDir dir;
-  const std::vector<std::vector<std::size_t>> shapes{{5}, {3, 4}, {2, 3, 4}, {2, 3, 4, 3}, {0}, {2, 0, 5}};
+  const std::vector<std::vector<std::size_t>> shapes{{5},          {3, 4}, {2, 3, 4},
+                                                     {2, 3, 4, 3}, {0},    {2, 0, 5}};
   for (const auto& dims : shapes)
     for (const bool gz : {false, true}) {
       CAPTURE(dims.size());
@@ -118,7 +118,8 @@ TEST_CASE("idx: malformed raw files are rejected with the file name and the prob
     CAPTURE(name);
     DDPM_CHECK_IO_ERROR(ddpm::io::read_idx(p), p.string(), problem);
     // parse_idx (used by the fuzzer) rejects the same bytes the same way.
-    DDPM_CHECK_IO_ERROR(ddpm::io::parse_idx(ddpm::io::test::as_bytes(bytes), "mem"), "mem", problem);
+    DDPM_CHECK_IO_ERROR(ddpm::io::parse_idx(ddpm::io::test::as_bytes(bytes), "mem"), "mem",
+                        problem);
   };
   check("empty", {}, "truncated: 0 bytes");
   check("short", {0, 0, 8}, "truncated");
@@ -128,7 +129,8 @@ TEST_CASE("idx: malformed raw files are rejected with the file name and the prob
   check("rank0", {0, 0, 8, 0}, "unsupported IDX rank 0");
   check("rank5", idx_bytes(8, {1, 1, 1, 1, 1}, {9}), "unsupported IDX rank 5");
   check("dims_cut", {0, 0, 8, 3, 0, 0, 0, 2, 0, 0}, "truncated: the header declares 3 dimensions");
-  check("data_cut", idx_bytes(8, {2, 3}, {1, 2, 3, 4, 5}), "declare 6 bytes of data, but only 5 follow");
+  check("data_cut", idx_bytes(8, {2, 3}, {1, 2, 3, 4, 5}),
+        "declare 6 bytes of data, but only 5 follow");
   check("trailing", idx_bytes(8, {2}, {1, 2, 3}), "trailing garbage: 1 bytes");
   check("overflow", idx_bytes(8, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, {}),
         "overflow the element count");
@@ -154,9 +156,12 @@ TEST_CASE("idx: malformed gzip files are rejected with the file name and the pro
   Bytes bad_header = good;
   bad_header[2] = 7;  // compression method must be 8 (deflate)
   check("method.gz", bad_header, "corrupt gzip data");
-  check("junk_after.gz", concat(good, {'j', 'u', 'n', 'k'}), "trailing garbage: 4 bytes after the gzip stream");
-  check("longer.gz", gzip(idx_bytes(8, {2}, {1, 2, 3})), "decompressed data is longer than the header declares");
-  check("shorter.gz", gzip(idx_bytes(8, {2, 3}, {1, 2, 3})), "declare 6 bytes of data, but only 3 follow");
+  check("junk_after.gz", concat(good, {'j', 'u', 'n', 'k'}),
+        "trailing garbage: 4 bytes after the gzip stream");
+  check("longer.gz", gzip(idx_bytes(8, {2}, {1, 2, 3})),
+        "decompressed data is longer than the header declares");
+  check("shorter.gz", gzip(idx_bytes(8, {2, 3}, {1, 2, 3})),
+        "declare 6 bytes of data, but only 3 follow");
   check("not_idx.gz", gzip({'h', 'e', 'l', 'l', 'o'}), "bad magic 68 65 6c 6c");
   check("tiny.gz", gzip({0, 0}), "truncated: 2 bytes");
   check("type.gz", gzip(idx_bytes(0x0E, {1}, Bytes(8))), "(float64)");
@@ -176,8 +181,10 @@ TEST_CASE("idx: write_idx rejects inconsistent arrays as parameter errors") {
   CHECK_THROWS_AS(ddpm::io::write_idx(p, IdxArray{{}, {}}), std::invalid_argument);
   CHECK_THROWS_AS(ddpm::io::write_idx(p, IdxArray{{1, 1, 1, 1, 1}, {1}}), std::invalid_argument);
   CHECK_THROWS_WITH_AS(ddpm::io::write_idx(p, IdxArray{{2, 2}, {1, 2, 3}}),
-                       doctest::Contains("has 3 bytes but the dims 2 x 2 need 4"), std::invalid_argument);
-  CHECK_THROWS_AS(ddpm::io::write_idx(p, IdxArray{{std::size_t{1} << 32}, {}}), std::invalid_argument);
+                       doctest::Contains("has 3 bytes but the dims 2 x 2 need 4"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(ddpm::io::write_idx(p, IdxArray{{std::size_t{1} << 32}, {}}),
+                  std::invalid_argument);
   CHECK_FALSE(std::filesystem::exists(p));
 }
 
@@ -214,15 +221,17 @@ TEST_CASE("idx: load_idx_images rejects wrong ranks, empty sets and mismatched l
   const std::string img = (dir / "img").string();
   DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "flat"), (dir / "flat").string(),
                       "expected images as a 3-d (N, H, W) or 4-d (N, H, W, C) IDX array, got 2-d");
-  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "none"), (dir / "none").string(), "holds no images");
-  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "zero_w"), (dir / "zero_w").string(), "zero-sized images");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "none"), (dir / "none").string(),
+                      "holds no images");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "zero_w"), (dir / "zero_w").string(),
+                      "zero-sized images");
   DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "c5"), (dir / "c5").string(), "5 channels");
   DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "img", dir / "lab2"), (dir / "lab2").string(),
                       "holds 2 labels but " + img + " holds 3 images");
-  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "img", dir / "lab_2d"), (dir / "lab_2d").string(),
-                      "expected labels as a 1-d IDX array, got 2-d");
-  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "img", dir / "missing"), (dir / "missing").string(),
-                      "No such file or directory");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "img", dir / "lab_2d"),
+                      (dir / "lab_2d").string(), "expected labels as a 1-d IDX array, got 2-d");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_idx_images(dir / "img", dir / "missing"),
+                      (dir / "missing").string(), "No such file or directory");
 }
 
 TEST_CASE("idx: load_mnist_dir finds raw and .gz files by split and lists what it looked for") {

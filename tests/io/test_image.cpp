@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/image.hpp: decoding, resizing, cropping, flipping, image folders.
-#include "ddpm/io/image.hpp"
-
 #include <doctest/doctest.h>
 #include <stb/stb_image_write.h>
 
@@ -10,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/io/image.hpp"
 #include "ddpm/io/png.hpp"
 #include "io/io_test_util.hpp"
 
@@ -21,7 +20,8 @@ namespace {
 
 Image8 pattern(std::size_t h, std::size_t w, std::size_t c, unsigned seed = 1) {
   Image8 img{h, w, c, std::vector<std::uint8_t>(h * w * c)};
-  for (std::size_t i = 0; i < img.px.size(); ++i) img.px[i] = std::uint8_t((i * 37 + seed * 11) % 256);
+  for (std::size_t i = 0; i < img.px.size(); ++i)
+    img.px[i] = std::uint8_t((i * 37 + seed * 11) % 256);
   return img;
 }
 
@@ -51,7 +51,8 @@ TEST_CASE("image: channel conversion on read (gray -> RGB replicates, RGB -> gra
   const Image8 rgb = ddpm::io::read_image(dir / "g.png", 3);
   REQUIRE(rgb.c == 3);
   for (std::size_t i = 0; i < 12; ++i)
-    CHECK((rgb.px[3 * i] == gray.px[i] && rgb.px[3 * i + 1] == gray.px[i] && rgb.px[3 * i + 2] == gray.px[i]));
+    CHECK((rgb.px[3 * i] == gray.px[i] && rgb.px[3 * i + 1] == gray.px[i] &&
+           rgb.px[3 * i + 2] == gray.px[i]));
   // A pure-colour RGB image reads back as one gray level.
   Image8 red{2, 2, 3, {}};
   for (int i = 0; i < 4; ++i) red.px.insert(red.px.end(), {200, 0, 0});
@@ -79,7 +80,8 @@ TEST_CASE("image: unreadable images are rejected naming the file") {
   DDPM_CHECK_IO_ERROR(ddpm::io::read_image(missing), missing.string(), "No such file or directory");
   const auto empty = dir / "empty.png";
   write_bytes(empty, {});
-  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(empty), empty.string(), "cannot decode image: the file is empty");
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(empty), empty.string(),
+                      "cannot decode image: the file is empty");
   const auto junk = dir / "junk.png";
   ddpm::io::test::write_text(junk, "this is not an image at all");
   DDPM_CHECK_IO_ERROR(ddpm::io::read_image(junk), junk.string(), "cannot decode image");
@@ -92,10 +94,9 @@ TEST_CASE("image: unreadable images are rejected naming the file") {
   DDPM_CHECK_IO_ERROR(ddpm::io::read_image(cut), cut.string(), "cannot decode image");
   // A gray PNG header claiming 20000 x 20000 pixels (stb_image itself would try): refused by
   // ddpm's own pixel limit before decoding.
-  const std::vector<std::uint8_t> huge{0x89, 'P', 'N', 'G', 13, 10, 26, 10,
-                                       0, 0, 0, 13, 'I', 'H', 'D', 'R',
-                                       0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20, 8, 0, 0, 0, 0,
-                                       0, 0, 0, 0};
+  const std::vector<std::uint8_t> huge{0x89, 'P',  'N', 'G', 13,  10, 26, 10,   0,    0, 0,
+                                       13,   'I',  'H', 'D', 'R', 0,  0,  0x4E, 0x20, 0, 0,
+                                       0x4E, 0x20, 8,   0,   0,   0,  0,  0,    0,    0, 0};
   const auto big = dir / "huge.png";
   write_bytes(big, huge);
   DDPM_CHECK_IO_ERROR(ddpm::io::read_image(big), big.string(), "larger than the limit");
@@ -103,7 +104,8 @@ TEST_CASE("image: unreadable images are rejected naming the file") {
 }
 
 TEST_CASE("image: resize keeps constants constant, in both directions") {
-  for (const auto& [h, w] : std::vector<std::pair<std::size_t, std::size_t>>{{1, 1}, {3, 5}, {7, 7}, {40, 13}, {64, 64}}) {
+  for (const auto& [h, w] : std::vector<std::pair<std::size_t, std::size_t>>{
+           {1, 1}, {3, 5}, {7, 7}, {40, 13}, {64, 64}}) {
     CAPTURE(h);
     CAPTURE(w);
     const Image8 out = ddpm::io::resize_area_or_bilinear(constant(17, 23, 3, 201), h, w);
@@ -140,7 +142,8 @@ TEST_CASE("image: center_crop_square takes the middle, hflip mirrors") {
   CHECK((c.h == 2 && c.w == 2));
   CHECK(c.px == std::vector<std::uint8_t>{2, 3, 6, 7});
   const Image8 tall{5, 3, 1, {0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4}};
-  CHECK(ddpm::io::center_crop_square(tall).px == std::vector<std::uint8_t>{1, 1, 1, 2, 2, 2, 3, 3, 3});
+  CHECK(ddpm::io::center_crop_square(tall).px ==
+        std::vector<std::uint8_t>{1, 1, 1, 2, 2, 2, 3, 3, 3});
   const Image8 rgb{1, 2, 3, {1, 2, 3, 4, 5, 6}};
   CHECK(ddpm::io::hflip(rgb).px == std::vector<std::uint8_t>{4, 5, 6, 1, 2, 3});
   const Image8 img = pattern(4, 5, 3);
@@ -160,11 +163,12 @@ TEST_CASE("image: load_image_folder sorts, skips non-images and hidden files, cr
   CHECK((ds.n == 3 && ds.c == 3 && ds.h == 8 && ds.w == 8));
   REQUIRE(ds.pixels.size() == 3 * 3 * 64);
   CHECK(ds.labels.empty());
-  CHECK(ds.pixels[0] == 200);           // a.PNG first
-  CHECK(ds.pixels[192] == 50);          // then b.png
+  CHECK(ds.pixels[0] == 200);              // a.PNG first
+  CHECK(ds.pixels[192] == 50);             // then b.png
   CHECK(ds.pixels[2 * 192 + 191] == 120);  // then c.png
 
-  const auto gray = ddpm::io::load_image_folder(dir.path(), 4, 1, /*center_crop=*/false, /*max_images=*/2);
+  const auto gray =
+      ddpm::io::load_image_folder(dir.path(), 4, 1, /*center_crop=*/false, /*max_images=*/2);
   CHECK((gray.n == 2 && gray.c == 1 && gray.h == 4));
   CHECK(gray.pixels.size() == 2 * 16);
 }
@@ -185,11 +189,13 @@ TEST_CASE("image: load_image_folder center-crops before resizing") {
 TEST_CASE("image: load_image_folder errors name the folder or the bad file") {
   TempDir dir;
   const auto missing = dir / "nope";
-  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(missing, 8), missing.string(), "folder does not exist");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(missing, 8), missing.string(),
+                      "folder does not exist");
   ddpm::io::test::write_text(dir / "readme.txt", "hello");
-  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir.path(), 8), dir.path().string(), "no image files");
-  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir / "readme.txt", 8), (dir / "readme.txt").string(),
-                      "is not a folder");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir.path(), 8), dir.path().string(),
+                      "no image files");
+  DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir / "readme.txt", 8),
+                      (dir / "readme.txt").string(), "is not a folder");
   ddpm::io::write_png(dir / "a.png", constant(4, 4, 3, 1));
   ddpm::io::test::write_text(dir / "b.jpg", "garbage pretending to be a JPEG");
   DDPM_CHECK_IO_ERROR(ddpm::io::load_image_folder(dir.path(), 8), (dir / "b.jpg").string(),

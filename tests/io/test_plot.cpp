@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/plot.hpp: plots render with the series colours, survive hostile values,
 // ticks are nice, and the EMA smoother is debiased.
-#include "ddpm/io/plot.hpp"
-
 #include <doctest/doctest.h>
 #include <stb/stb_image.h>
 
@@ -11,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "ddpm/io/plot.hpp"
 #include "io/io_test_util.hpp"
 
 using ddpm::io::Image8;
@@ -40,7 +39,8 @@ TEST_CASE("plot: a plot of two series has the requested size and both tab10 colo
     y2.push_back(0.5 + 0.3 * std::sin(i / 10.0));
   }
   const std::vector<Series> s{{"decay", x, y1}, {"wave", x, y2}};
-  const Image8 img = ddpm::io::render_line_plot(s, {.title = "t", .xlabel = "step", .ylabel = "loss"});
+  const Image8 img =
+      ddpm::io::render_line_plot(s, {.title = "t", .xlabel = "step", .ylabel = "loss"});
   CHECK((img.h == 500 && img.w == 800 && img.c == 3));
   CHECK(count_color(img, {31, 119, 180}) > 100);  // tab10 blue
   CHECK(count_color(img, {255, 127, 14}) > 100);  // tab10 orange
@@ -95,7 +95,8 @@ TEST_CASE("plot: ticks are 1-2-5 steps with readable labels") {
   CHECK(labels(linear_ticks(1e-6, 3e-6, 2)) == std::vector<std::string>{"1e-6", "2e-6", "3e-6"});
   CHECK(labels(log_ticks(-3, 0, 5)) == std::vector<std::string>{"0.001", "0.01", "0.1", "1"});
   CHECK(labels(log_ticks(0, 1, 5)) == std::vector<std::string>{"1", "2", "5", "10"});
-  CHECK(labels(log_ticks(-12, -8, 5)) == std::vector<std::string>{"1e-12", "1e-11", "1e-10", "1e-9", "1e-8"});
+  CHECK(labels(log_ticks(-12, -8, 5)) ==
+        std::vector<std::string>{"1e-12", "1e-11", "1e-10", "1e-9", "1e-8"});
   CHECK(log_ticks(-300, 300, 5).size() <= 7);
   CHECK(linear_ticks(0, inf, 5).empty());
 }

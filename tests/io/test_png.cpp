@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/png.hpp: PNG bytes decode back exactly; grid layout, clamping, upscaling.
-#include "ddpm/io/png.hpp"
-
 #include <doctest/doctest.h>
 #include <stb/stb_image.h>
 
@@ -11,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "ddpm/io/png.hpp"
 #include "io/io_test_util.hpp"
 
 using ddpm::io::Image8;
@@ -66,13 +65,14 @@ TEST_CASE("png: pm1_to_u8 clamps and rounds like the reference (half to even), N
 TEST_CASE("png: make_grid tiles row-major with padding; empty cells are padding") {
   // Three 2x2 gray images with values -1 (0), 0 (128), 1 (255); 2 columns, pad 1, pad value -1.
   const std::vector<float> imgs{-1, -1, -1, -1, 0, 0, 0, 0, 1, 1, 1, 1};
-  const Image8 g = ddpm::io::make_grid(imgs, 3, 1, 2, 2, /*cols=*/2, /*pad=*/1, /*pad_value=*/-1.0f);
+  const Image8 g =
+      ddpm::io::make_grid(imgs, 3, 1, 2, 2, /*cols=*/2, /*pad=*/1, /*pad_value=*/-1.0f);
   CHECK((g.h == 2 * 3 + 1 && g.w == 2 * 3 + 1 && g.c == 1));
-  CHECK(at(g, 0, 0) == 0);                              // padding
+  CHECK(at(g, 0, 0) == 0);                            // padding
   CHECK((at(g, 1, 1) == 0 && at(g, 2, 2) == 0));      // image 0 at row 0, col 0
   CHECK((at(g, 1, 4) == 128 && at(g, 2, 5) == 128));  // image 1 at row 0, col 1
   CHECK((at(g, 4, 1) == 255 && at(g, 5, 2) == 255));  // image 2 at row 1, col 0
-  CHECK(at(g, 4, 4) == 0);                              // empty cell -> pad value
+  CHECK(at(g, 4, 4) == 0);                            // empty cell -> pad value
   // Default padding is 2 white pixels, like ../shared/ref save_grid.
   const Image8 d = ddpm::io::make_grid(imgs, 3, 1, 2, 2, 3);
   CHECK((d.h == 1 * 4 + 2 && d.w == 3 * 4 + 2));
@@ -97,7 +97,8 @@ TEST_CASE("png: make_grid for 8-bit data sets and write_png_grid") {
   const std::vector<std::uint8_t> px{10, 20, 30, 40};  // two 1x2 gray images
   const Image8 g = ddpm::io::make_grid(px, 2, 1, 1, 2, 1, 1, std::uint8_t{7});
   CHECK((g.h == 5 && g.w == 4));
-  CHECK((at(g, 1, 1) == 10 && at(g, 1, 2) == 20 && at(g, 3, 1) == 30 && at(g, 3, 2) == 40 && at(g, 2, 1) == 7));
+  CHECK((at(g, 1, 1) == 10 && at(g, 1, 2) == 20 && at(g, 3, 1) == 30 && at(g, 3, 2) == 40 &&
+         at(g, 2, 1) == 7));
 
   TempDir dir;
   std::vector<float> imgs(4 * 3 * 5 * 6);
@@ -114,11 +115,15 @@ TEST_CASE("png: bad arguments are parameter errors; unwritable paths are IoError
   CHECK_THROWS_AS((void)ddpm::io::make_grid(imgs, 3, 1, 2, 2, 2), std::invalid_argument);  // size
   CHECK_THROWS_AS((void)ddpm::io::make_grid(imgs, 2, 1, 2, 2, 0), std::invalid_argument);  // cols
   CHECK_THROWS_AS((void)ddpm::io::make_grid(imgs, 1, 2, 2, 2, 1), std::invalid_argument);  // c = 2
-  CHECK_THROWS_AS((void)ddpm::io::make_grid(imgs, 2, 1, 2, 2, 1, 2, 1.0f, 0), std::invalid_argument);
-  CHECK_THROWS_AS((void)ddpm::io::make_grid(std::span<const float>{}, 0, 1, 2, 2, 1), std::invalid_argument);
-  CHECK_THROWS_AS((void)ddpm::io::encode_png(Image8{2, 2, 3, std::vector<std::uint8_t>(5)}), std::invalid_argument);
+  CHECK_THROWS_AS((void)ddpm::io::make_grid(imgs, 2, 1, 2, 2, 1, 2, 1.0f, 0),
+                  std::invalid_argument);
+  CHECK_THROWS_AS((void)ddpm::io::make_grid(std::span<const float>{}, 0, 1, 2, 2, 1),
+                  std::invalid_argument);
+  CHECK_THROWS_AS((void)ddpm::io::encode_png(Image8{2, 2, 3, std::vector<std::uint8_t>(5)}),
+                  std::invalid_argument);
   CHECK_THROWS_AS((void)ddpm::io::encode_png(Image8{0, 2, 3, {}}), std::invalid_argument);
   TempDir dir;
   const auto p = dir / "missing" / "x.png";
-  DDPM_CHECK_IO_ERROR(ddpm::io::write_png(p, Image8{1, 1, 1, {0}}), p.string(), "No such file or directory");
+  DDPM_CHECK_IO_ERROR(ddpm::io::write_png(p, Image8{1, 1, 1, {0}}), p.string(),
+                      "No such file or directory");
 }

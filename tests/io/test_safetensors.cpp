@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/safetensors.hpp: round trips, the standard layout, and every corruption case.
-#include "ddpm/io/safetensors.hpp"
-
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/io/safetensors.hpp"
 #include "io/io_test_util.hpp"
 
 using ddpm::io::SafeTensorsFile;
@@ -58,7 +57,8 @@ TEST_CASE("safetensors: round trip of several dtypes, shapes and metadata") {
       {"u8", "U8", {3}, raw(bytes)},
       {"empty", "F32", {0, 4}, raw(none)},
   };
-  const std::map<std::string, std::string> meta{{"schedule", "cosine"}, {"T", "1000"}, {"json", "{\"a\": [1]}"}};
+  const std::map<std::string, std::string> meta{
+      {"schedule", "cosine"}, {"T", "1000"}, {"json", "{\"a\": [1]}"}};
   const auto p = dir / "ckpt.safetensors";
   ddpm::io::write_safetensors(p, entries, meta);
 
@@ -66,7 +66,8 @@ TEST_CASE("safetensors: round trip of several dtypes, shapes and metadata") {
   CHECK(f.path() == p.string());
   CHECK(f.metadata() == meta);
   CHECK(f.size() == 5);
-  CHECK(f.names() == std::vector<std::string>{"double", "empty", "model.conv.weight", "step", "u8"});
+  CHECK(f.names() ==
+        std::vector<std::string>{"double", "empty", "model.conv.weight", "step", "u8"});
   CHECK(f.contains("step"));
   CHECK_FALSE(f.contains("nope"));
   CHECK(f.info("model.conv.weight").dtype == "F32");
@@ -87,7 +88,8 @@ TEST_CASE("safetensors: the layout is the standard one (padded header, contiguou
   const std::vector<std::uint8_t> a{9};
   const std::vector<float> b{1, 2};
   const std::vector<double> c{3};
-  const std::vector<TensorEntry> entries{{"a", "U8", {1}, raw(a)}, {"b", "F32", {2}, raw(b)}, {"c", "F64", {1}, raw(c)}};
+  const std::vector<TensorEntry> entries{
+      {"a", "U8", {1}, raw(a)}, {"b", "F32", {2}, raw(b)}, {"c", "F64", {1}, raw(c)}};
   const std::vector<std::byte> bytes = ddpm::io::encode_safetensors(entries);
   std::vector<std::uint8_t> u(bytes.size());
   std::memcpy(u.data(), bytes.data(), bytes.size());
@@ -96,10 +98,10 @@ TEST_CASE("safetensors: the layout is the standard one (padded header, contiguou
   CHECK(u.size() == 8 + n + 8 + 8 + 1);  // data buffer fully covered, no gaps
   const std::string header(u.begin() + 8, u.begin() + 8 + std::ptrdiff_t(n));
   CHECK(header.front() == '{');
-  CHECK(header.find("\"c\":{\"data_offsets\":[0,8]") != std::string::npos);   // F64 first
-  CHECK(header.find("\"b\":{\"data_offsets\":[8,16]") != std::string::npos);  // then F32
-  CHECK(header.find("\"a\":{\"data_offsets\":[16,17]") != std::string::npos); // then U8
-  CHECK(header.find("__metadata__") == std::string::npos);                    // none given
+  CHECK(header.find("\"c\":{\"data_offsets\":[0,8]") != std::string::npos);    // F64 first
+  CHECK(header.find("\"b\":{\"data_offsets\":[8,16]") != std::string::npos);   // then F32
+  CHECK(header.find("\"a\":{\"data_offsets\":[16,17]") != std::string::npos);  // then U8
+  CHECK(header.find("__metadata__") == std::string::npos);                     // none given
   // Parsing the encoded bytes gives the same tensors.
   const SafeTensorsFile f = SafeTensorsFile::parse(bytes, "mem");
   CHECK(f.f32("b") == b);
@@ -122,15 +124,16 @@ TEST_CASE("safetensors: a golden file in the format written by Python's safetens
 
 TEST_CASE("safetensors: gaps in the data buffer are allowed, offsets only need to be in bounds") {
   const auto f = SafeTensorsFile::parse(
-      ddpm::io::test::as_bytes(craft(R"({"x":{"dtype":"U8","shape":[2],"data_offsets":[3,5]}})",
-                                     {0, 0, 0, 7, 8, 0, 0})),
+      ddpm::io::test::as_bytes(
+          craft(R"({"x":{"dtype":"U8","shape":[2],"data_offsets":[3,5]}})", {0, 0, 0, 7, 8, 0, 0})),
       "gaps");
   CHECK(f.u8("x") == std::vector<std::uint8_t>{7, 8});
 }
 
 TEST_CASE("safetensors: every kind of corruption is rejected naming the file and the problem") {
   TempDir dir;
-  auto check = [&](const std::string& name, const std::vector<std::uint8_t>& bytes, const std::string& problem) {
+  auto check = [&](const std::string& name, const std::vector<std::uint8_t>& bytes,
+                   const std::string& problem) {
     const auto p = dir / name;
     ddpm::io::test::write_bytes(p, bytes);
     CAPTURE(name);
@@ -143,7 +146,8 @@ TEST_CASE("safetensors: every kind of corruption is rejected naming the file and
   check("empty", {}, "truncated: file is 0 bytes");
   check("short", {1, 0, 0}, "truncated: file is 3 bytes");
   check("huge_header", craft("{}", {}, 200'000'000), "header length 200000000 exceeds the limit");
-  check("header_past_end", craft("{}", {}, 64), "header length 64 is larger than the rest of the file (2 bytes)");
+  check("header_past_end", craft("{}", {}, 64),
+        "header length 64 is larger than the rest of the file (2 bytes)");
   check("max_u64", craft("{}", {}, ~std::uint64_t{0}), "exceeds the limit");
   check("zero_header", craft("", eight, 0), "malformed header JSON");
   check("bad_json", craft("{\"x\": ", eight), "malformed header JSON");
@@ -154,37 +158,47 @@ TEST_CASE("safetensors: every kind of corruption is rejected naming the file and
   check("duplicate", one(ok_entry + "," + ok_entry), "duplicate key 'x'");
   check("dup_field", one(R"("x":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]})"),
         "duplicate key 'dtype'");
-  check("deep", craft("{\"__metadata__\":" + std::string(40, '[') + std::string(40, ']') + "}", eight),
+  check("deep",
+        craft("{\"__metadata__\":" + std::string(40, '[') + std::string(40, ']') + "}", eight),
         "nested too deeply");
   check("not_object", one(R"("x":[1,2])"), "tensor 'x' must be an object");
-  check("missing_field", one(R"("x":{"dtype":"F32","shape":[2]})"), "needs dtype, shape and data_offsets");
+  check("missing_field", one(R"("x":{"dtype":"F32","shape":[2]})"),
+        "needs dtype, shape and data_offsets");
   check("unknown_field", one(R"("x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1})"),
         "tensor 'x' has unknown field 'extra'");
   check("unknown_dtype", one(R"("x":{"dtype":"F128","shape":[2],"data_offsets":[0,8]})"),
         "unknown dtype 'F128' for tensor 'x'");
-  check("dtype_number", one(R"("x":{"dtype":4,"shape":[2],"data_offsets":[0,8]})"), "dtype must be a string");
-  check("shape_object", one(R"("x":{"dtype":"F32","shape":{},"data_offsets":[0,8]})"), "shape must be an array");
+  check("dtype_number", one(R"("x":{"dtype":4,"shape":[2],"data_offsets":[0,8]})"),
+        "dtype must be a string");
+  check("shape_object", one(R"("x":{"dtype":"F32","shape":{},"data_offsets":[0,8]})"),
+        "shape must be an array");
   check("shape_negative", one(R"("x":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]})"),
         "shape entries must be a non-negative integer");
   check("shape_float", one(R"("x":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]})"),
         "shape entries must be a non-negative integer");
   check("shape_overflow",
-        one(R"("x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]})"), "size overflows");
+        one(R"("x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]})"),
+        "size overflows");
   check("offsets_short", one(R"("x":{"dtype":"F32","shape":[2],"data_offsets":[0]})"),
         "data_offsets must be [begin, end]");
   check("offsets_reversed", one(R"("x":{"dtype":"F32","shape":[0],"data_offsets":[8,0]})"),
         "end before they begin");
-  check("offsets_out_of_range", one(R"("x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]})"),
-        "offsets out of range: tensor 'x' data_offsets [0, 16] reach past the data buffer (8 bytes)");
-  check("offsets_huge", one(R"("x":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,18446744073709551615]})"),
-        "offsets out of range");
+  check(
+      "offsets_out_of_range", one(R"("x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]})"),
+      "offsets out of range: tensor 'x' data_offsets [0, 16] reach past the data buffer (8 bytes)");
+  check(
+      "offsets_huge",
+      one(R"("x":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,18446744073709551615]})"),
+      "offsets out of range");
   check("offsets_mismatch", one(R"("x":{"dtype":"F32","shape":[1],"data_offsets":[0,8]})"),
         "hold 8 bytes, but dtype F32 and its shape need 4");
-  check("overlap", one(R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                       R"("b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]})"),
+  check("overlap",
+        one(R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+            R"("b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]})"),
         "tensors 'a' and 'b' overlap");
   check("metadata_array", one(R"("__metadata__":[1])"), "__metadata__ must be an object");
-  check("metadata_number", one(R"("__metadata__":{"step":5})"), "__metadata__ value of 'step' must be a string");
+  check("metadata_number", one(R"("__metadata__":{"step":5})"),
+        "__metadata__ value of 'step' must be a string");
   // A valid file with its data cut short.
   const std::vector<float> v{1, 2, 3, 4};
   auto good = ddpm::io::encode_safetensors(std::vector<TensorEntry>{{"w", "F32", {4}, raw(v)}});
@@ -192,7 +206,8 @@ TEST_CASE("safetensors: every kind of corruption is rejected naming the file and
   std::memcpy(cut.data(), good.data(), cut.size());
   check("truncated_data", cut, "offsets out of range: tensor 'w'");
   const auto missing = dir / "missing.safetensors";
-  DDPM_CHECK_IO_ERROR(SafeTensorsFile::load(missing), missing.string(), "No such file or directory");
+  DDPM_CHECK_IO_ERROR(SafeTensorsFile::load(missing), missing.string(),
+                      "No such file or directory");
 }
 
 TEST_CASE("safetensors: zero-sized tensors may share offsets without overlapping") {
@@ -207,10 +222,12 @@ TEST_CASE("safetensors: zero-sized tensors may share offsets without overlapping
 
 TEST_CASE("safetensors: wrong dtype or name on access names the file and the tensor") {
   const std::vector<double> d{1.0};
-  const auto bytes = ddpm::io::encode_safetensors(std::vector<TensorEntry>{{"w", "F64", {1}, raw(d)}});
+  const auto bytes =
+      ddpm::io::encode_safetensors(std::vector<TensorEntry>{{"w", "F64", {1}, raw(d)}});
   const auto f = SafeTensorsFile::parse(bytes, "model.safetensors");
   DDPM_CHECK_IO_ERROR(f.f32("w"), "model.safetensors", "tensor 'w' has dtype F64, expected F32");
-  DDPM_CHECK_IO_ERROR(f.info("ema.w"), "model.safetensors", "no tensor named 'ema.w' (the file has 1 tensors)");
+  DDPM_CHECK_IO_ERROR(f.info("ema.w"), "model.safetensors",
+                      "no tensor named 'ema.w' (the file has 1 tensors)");
   DDPM_CHECK_IO_ERROR(f.bytes("ema.w"), "model.safetensors", "no tensor named 'ema.w'");
 }
 
@@ -225,8 +242,8 @@ TEST_CASE("safetensors: the writer rejects inconsistent entries as parameter err
                        doctest::Contains("duplicate tensor name 'a'"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(write({{"a", "F33", {2}, raw(v)}}), doctest::Contains("unknown dtype 'F33'"),
                        std::invalid_argument);
-  CHECK_THROWS_WITH_AS(write({{"a", "F32", {3}, raw(v)}}), doctest::Contains("tensor 'a' has 8 bytes"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(write({{"a", "F32", {3}, raw(v)}}),
+                       doctest::Contains("tensor 'a' has 8 bytes"), std::invalid_argument);
   CHECK_THROWS_AS(write({{"", "F32", {2}, raw(v)}}), std::invalid_argument);
   CHECK_THROWS_AS(write({{"__metadata__", "F32", {2}, raw(v)}}), std::invalid_argument);
   CHECK_THROWS_AS(write({{"a\xff", "F32", {2}, raw(v)}}), std::invalid_argument);
@@ -234,7 +251,8 @@ TEST_CASE("safetensors: the writer rejects inconsistent entries as parameter err
   CHECK_FALSE(std::filesystem::exists(p));
   // An unwritable path is an IoError, and an existing checkpoint survives a failed overwrite.
   const auto q = dir / "no_dir" / "x.safetensors";
-  DDPM_CHECK_IO_ERROR(ddpm::io::write_safetensors(q, std::vector<TensorEntry>{}), q.string(), "No such file or directory");
+  DDPM_CHECK_IO_ERROR(ddpm::io::write_safetensors(q, std::vector<TensorEntry>{}), q.string(),
+                      "No such file or directory");
 }
 
 TEST_CASE("safetensors: an empty file (no tensors, no metadata) round-trips") {

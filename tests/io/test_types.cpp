@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 // Tests for ddpm/io/types.hpp: the [0, 255] -> [-1, 1] mapping and checked multiplication.
-#include "ddpm/io/types.hpp"
-
 #include <doctest/doctest.h>
 
 #include <cstdint>
 #include <limits>
 #include <vector>
+
+#include "ddpm/io/types.hpp"
 
 TEST_CASE("types: to_float_pm1 maps 0 -> -1, 255 -> 1, as x / 127.5 - 1 in float") {
   std::vector<std::uint8_t> px(256);

@@ -72,14 +72,15 @@ inline void write_file_atomic(const std::filesystem::path& path, std::span<const
 /// Reads a whole regular file.
 /// @throws IoError(path, ...) if it cannot be opened ("No such file or directory"), is a folder,
 ///         cannot be read, or holds more than `max_bytes` bytes (checked before allocating).
-[[nodiscard]] inline std::vector<std::byte> read_file(const std::filesystem::path& path,
-                                                      std::size_t max_bytes = default_max_read_bytes);
+[[nodiscard]] inline std::vector<std::byte> read_file(
+    const std::filesystem::path& path, std::size_t max_bytes = default_max_read_bytes);
 
 // ---------------------------------------------------------------- implementation
 
 namespace detail {
 
-/// The OS message for an errno value, e.g. "No space left on device" (thread-safe, unlike strerror).
+/// The OS message for an errno value, e.g. "No space left on device" (thread-safe, unlike
+/// strerror).
 [[nodiscard]] inline std::string errno_text(int err) {
   return std::generic_category().message(err);
 }
@@ -202,8 +203,8 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path, std::
   if (S_ISREG(st.st_mode) && st.st_size > 0) {
     const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size > max_bytes)
-      throw IoError(name, detail::cat("file is ", size, " bytes, more than the limit of ", max_bytes,
-                                      " bytes"));
+      throw IoError(name, detail::cat("file is ", size, " bytes, more than the limit of ",
+                                      max_bytes, " bytes"));
     expected = static_cast<std::size_t>(size);
   }
 

@@ -106,7 +106,8 @@ inline PalettedFrame exact_palette(const Image8& f) {
     out.palette.push_back({GifByteType(c >> 16), GifByteType(c >> 8), GifByteType(c)});
   out.indices.resize(n);
   for (std::size_t i = 0; i < n; ++i)
-    out.indices[i] = GifPixelType(std::lower_bound(uniq.begin(), uniq.end(), colors[i]) - uniq.begin());
+    out.indices[i] =
+        GifPixelType(std::lower_bound(uniq.begin(), uniq.end(), colors[i]) - uniq.begin());
   return out;
 }
 

@@ -90,13 +90,20 @@ inline void store_be32(std::uint8_t* p, std::uint32_t v) noexcept {
 
 inline std::string idx_type_name(unsigned type) {
   switch (type) {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0B: return "int16";
-    case 0x0C: return "int32";
-    case 0x0D: return "float32";
-    case 0x0E: return "float64";
-    default: return "unknown";
+    case 0x08:
+      return "unsigned byte";
+    case 0x09:
+      return "signed byte";
+    case 0x0B:
+      return "int16";
+    case 0x0C:
+      return "int32";
+    case 0x0D:
+      return "float32";
+    case 0x0E:
+      return "float64";
+    default:
+      return "unknown";
   }
 }
 
@@ -126,8 +133,7 @@ inline constexpr std::size_t max_inflate_ratio = 1100;
 class GzipReader {
  public:
   GzipReader(std::span<const std::byte> in, const std::string& name) : in_(in), name_(name) {
-    if (inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK)
-      throw IoError(name_, "cannot initialise zlib");
+    if (inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK) throw IoError(name_, "cannot initialise zlib");
   }
   GzipReader(const GzipReader&) = delete;
   GzipReader& operator=(const GzipReader&) = delete;
@@ -163,7 +169,8 @@ class GzipReader {
   void expect_end() {
     std::uint8_t extra = 0;
     if (read(&extra, 1) != 0)
-      throw IoError(name_, "trailing garbage: the decompressed data is longer than the header declares");
+      throw IoError(name_,
+                    "trailing garbage: the decompressed data is longer than the header declares");
   }
 
  private:
@@ -270,7 +277,8 @@ inline IdxArray parse_idx_gzip(std::span<const std::byte> bytes, const std::stri
 }
 
 inline IdxArray parse_idx_raw(std::span<const std::byte> bytes, const std::string& name) {
-  const std::size_t ndim = check_idx_magic(bytes.first(std::min<std::size_t>(bytes.size(), 4)), name);
+  const std::size_t ndim =
+      check_idx_magic(bytes.first(std::min<std::size_t>(bytes.size(), 4)), name);
   const std::size_t header = 4 + 4 * ndim;
   if (bytes.size() < header)
     throw IoError(name, cat("truncated: the header declares ", ndim, " dimensions but the file is ",
@@ -383,7 +391,8 @@ inline ImageDataset load_idx_images(const std::filesystem::path& images_path,
   const std::size_t ndim = img.dims.size();
   if (ndim != 3 && ndim != 4)
     throw IoError(iname, detail::cat("expected images as a 3-d (N, H, W) or 4-d (N, H, W, C) IDX "
-                                     "array, got ", ndim, "-d (", detail::dims_text(img.dims), ")"));
+                                     "array, got ",
+                                     ndim, "-d (", detail::dims_text(img.dims), ")"));
   ImageDataset ds;
   ds.n = img.dims[0];
   ds.h = img.dims[1];
@@ -400,8 +409,8 @@ inline ImageDataset load_idx_images(const std::filesystem::path& images_path,
     ds.pixels.resize(img.data.size());
     const std::size_t hw = ds.h * ds.w;
     for (std::size_t i = 0; i < ds.n; ++i) {
-      const std::uint8_t* src = img.data.data() + i * hw * ds.c;                  // (H, W, C)
-      std::uint8_t* dst = ds.pixels.data() + i * hw * ds.c;                       // (C, H, W)
+      const std::uint8_t* src = img.data.data() + i * hw * ds.c;  // (H, W, C)
+      std::uint8_t* dst = ds.pixels.data() + i * hw * ds.c;       // (C, H, W)
       for (std::size_t p = 0; p < hw; ++p)
         for (std::size_t ch = 0; ch < ds.c; ++ch) dst[ch * hw + p] = src[p * ds.c + ch];
     }
@@ -437,8 +446,8 @@ inline ImageDataset load_mnist_dir(const std::filesystem::path& dir, std::string
     return std::filesystem::path{};
   };
   std::string tried_images, tried_labels;
-  const auto images = find({s + "-images-idx3-ubyte", s + "-images-idx4-ubyte",
-                            s + "-images.idx3-ubyte"}, tried_images);
+  const auto images = find(
+      {s + "-images-idx3-ubyte", s + "-images-idx4-ubyte", s + "-images.idx3-ubyte"}, tried_images);
   if (images.empty())
     throw IoError(dir.string(), "no images for split '" + s + "': looked for " + tried_images);
   const auto labels = find({s + "-labels-idx1-ubyte", s + "-labels.idx1-ubyte"}, tried_labels);

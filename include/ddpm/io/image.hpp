@@ -26,9 +26,9 @@
 
 namespace ddpm::io {
 
-/// Largest image read_image decodes, in pixels (2^28, e.g. 16384 x 16384); checked from the
-/// header before any pixel memory is allocated.
-inline constexpr std::size_t max_image_pixels = std::size_t{1} << 28;
+/// Largest image read_image decodes, in pixels (2^26, e.g. 8192 x 8192); checked from the
+/// header before stb_image allocates (it may need up to 8 bytes per pixel while decoding).
+inline constexpr std::size_t max_image_pixels = std::size_t{1} << 26;
 
 /// Largest encoded image file read_image accepts (stb_image takes an int length).
 inline constexpr std::size_t max_image_file_bytes = std::size_t{1} << 30;
@@ -46,7 +46,8 @@ inline constexpr std::size_t max_image_file_bytes = std::size_t{1} << 30;
 /// Resizes to h x w, each axis on its own: area averaging (box filter with exact fractional
 /// coverage) when shrinking, bilinear with half-pixel centres when growing, copy when equal.
 /// Results are rounded to nearest. @pre img is valid; h, w >= 1 and h * w <= max_image_pixels.
-[[nodiscard]] inline Image8 resize_area_or_bilinear(const Image8& img, std::size_t h, std::size_t w);
+[[nodiscard]] inline Image8 resize_area_or_bilinear(const Image8& img, std::size_t h,
+                                                    std::size_t w);
 
 /// The largest centred square: side min(h, w), offset ((h - side) / 2, (w - side) / 2).
 [[nodiscard]] inline Image8 center_crop_square(const Image8& img);
@@ -60,7 +61,7 @@ inline constexpr std::size_t max_image_file_bytes = std::size_t{1} << 30;
 /// macOS "._x.png"), are skipped. Each image is centre-cropped to a square if `center_crop`
 /// (else squashed), then resized with resize_area_or_bilinear. `max_images` > 0 keeps only the
 /// first max_images files.
-/// @pre size in [1, 16384]; channels is 1, 3 or 4.
+/// @pre size in [1, 8192]; channels is 1, 3 or 4.
 /// @throws IoError(dir, ...) if the folder is missing or holds no image file;
 ///         IoError(file, ...) naming the first image that cannot be read.
 [[nodiscard]] inline ImageDataset load_image_folder(const std::filesystem::path& dir,
@@ -83,9 +84,9 @@ inline void require_image(const Image8& img, std::string_view what) {
 
 /// Per-output-index taps of a 1-d resampling from n_in to n_out samples.
 struct ResampleTaps {
-  std::vector<std::size_t> first;  // first input index of each output
-  std::vector<std::size_t> count;  // number of taps
-  std::vector<std::size_t> offset; // start of this output's weights in `weight`
+  std::vector<std::size_t> first;   // first input index of each output
+  std::vector<std::size_t> count;   // number of taps
+  std::vector<std::size_t> offset;  // start of this output's weights in `weight`
   std::vector<float> weight;
 };
 
@@ -157,8 +158,8 @@ inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& 
   detail::require(channels == 1 || channels == 3 || channels == 4, "channels",
                   "must be 1, 3 or 4, got ", channels);
   if (bytes.size() > max_image_file_bytes)
-    throw IoError(name, detail::cat("image file of ", bytes.size(), " bytes is larger than the limit of ",
-                                    max_image_file_bytes));
+    throw IoError(name, detail::cat("image file of ", bytes.size(),
+                                    " bytes is larger than the limit of ", max_image_file_bytes));
   if (bytes.empty()) throw IoError(name, "cannot decode image: the file is empty");
   const auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
@@ -166,8 +167,9 @@ inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& 
   if (!stbi_info_from_memory(buf, len, &w, &h, &comp))
     throw IoError(name, std::string("cannot decode image: ") + stbi_failure_reason());
   if (w <= 0 || h <= 0 || std::size_t(w) * std::size_t(h) > max_image_pixels)
-    throw IoError(name, detail::cat("image of ", w, " x ", h, " pixels is larger than the limit of ",
-                                    max_image_pixels, " pixels"));
+    throw IoError(name,
+                  detail::cat("image of ", w, " x ", h, " pixels is larger than the limit of ",
+                              max_image_pixels, " pixels"));
   int w2 = 0, h2 = 0;
   stbi_uc* px = stbi_load_from_memory(buf, len, &w2, &h2, &comp, static_cast<int>(channels));
   if (px == nullptr)
@@ -250,7 +252,7 @@ inline Image8 hflip(const Image8& img) {
 inline ImageDataset load_image_folder(const std::filesystem::path& dir, std::size_t size,
                                       std::size_t channels, bool center_crop,
                                       std::size_t max_images) {
-  detail::require(size >= 1 && size <= 16384, "size", "must be in [1, 16384], got ", size);
+  detail::require(size >= 1 && size <= 8192, "size", "must be in [1, 8192], got ", size);
   detail::require(channels == 1 || channels == 3 || channels == 4, "channels",
                   "must be 1, 3 or 4, got ", channels);
   const std::string dname = dir.string();
@@ -272,7 +274,8 @@ inline ImageDataset load_image_folder(const std::filesystem::path& dir, std::siz
   }
   if (ec) throw IoError(dname, "cannot list the folder: " + ec.message());
   if (files.empty())
-    throw IoError(dname, "no image files (.png .jpg .jpeg .bmp .tga .gif .ppm .pgm .pnm) in the folder");
+    throw IoError(dname,
+                  "no image files (.png .jpg .jpeg .bmp .tga .gif .ppm .pgm .pnm) in the folder");
   std::sort(files.begin(), files.end());
   if (max_images > 0 && files.size() > max_images) files.resize(max_images);
 

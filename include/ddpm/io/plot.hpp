@@ -93,8 +93,10 @@ struct Canvas {
 inline void draw_segment(const Canvas& cv, double ax, double ay, double bx, double by, double lw,
                          Rgb color) noexcept {
   const double r = lw / 2 + 0.5;
-  const long xa = long(std::floor(std::min(ax, bx) - r)), xb = long(std::ceil(std::max(ax, bx) + r));
-  const long ya = long(std::floor(std::min(ay, by) - r)), yb = long(std::ceil(std::max(ay, by) + r));
+  const long xa = long(std::floor(std::min(ax, bx) - r)),
+             xb = long(std::ceil(std::max(ax, bx) + r));
+  const long ya = long(std::floor(std::min(ay, by) - r)),
+             yb = long(std::ceil(std::max(ay, by) + r));
   const double dx = bx - ax, dy = by - ay, len2 = dx * dx + dy * dy;
   for (long y = std::max(ya, cv.y0); y <= std::min(yb, cv.y1 - 1); ++y)
     for (long x = std::max(xa, cv.x0); x <= std::min(xb, cv.x1 - 1); ++x) {
@@ -240,13 +242,13 @@ inline double map_axis(double v, double lo, double hi, double a, double b) noexc
 }  // namespace detail
 
 inline Image8 render_line_plot(std::span<const Series> series, const PlotOptions& opts) {
-  detail::require(opts.width >= 200 && opts.width <= 8192 && opts.height >= 150 &&
-                      opts.height <= 8192,
-                  "PlotOptions::width, height", "must be in [200, 8192] x [150, 8192], got ",
-                  opts.width, " x ", opts.height);
+  detail::require(
+      opts.width >= 200 && opts.width <= 8192 && opts.height >= 150 && opts.height <= 8192,
+      "PlotOptions::width, height", "must be in [200, 8192] x [150, 8192], got ", opts.width, " x ",
+      opts.height);
   for (const Series& s : series)
-    detail::require(s.x.empty() || s.x.size() == s.y.size(), "Series::x",
-                    "has ", s.x.size(), " values but y has ", s.y.size(), " (series '", s.label, "')");
+    detail::require(s.x.empty() || s.x.size() == s.y.size(), "Series::x", "has ", s.x.size(),
+                    " values but y has ", s.y.size(), " (series '", s.label, "')");
 
   // ---- data ranges
   detail::Range rx, ry;
@@ -265,7 +267,8 @@ inline Image8 render_line_plot(std::span<const Series> series, const PlotOptions
 
   const Rgb black{0, 0, 0}, axis_gray{80, 80, 80}, grid_gray{225, 225, 225}, white{255, 255, 255};
   const int W = opts.width, H = opts.height;
-  Image8 img{std::size_t(H), std::size_t(W), 3, std::vector<std::uint8_t>(std::size_t(W) * H * 3, 255)};
+  Image8 img{std::size_t(H), std::size_t(W), 3,
+             std::vector<std::uint8_t>(std::size_t(W) * H * 3, 255)};
   const detail::Canvas full{img, 0, 0, W, H};
 
   // ---- layout: y ticks need their label width, so compute them first
@@ -273,8 +276,9 @@ inline Image8 render_line_plot(std::span<const Series> series, const PlotOptions
   const int top = opts.title.empty() ? 16 : 16 + font_height * title_scale + 8;
   const int bottom = 16 + font_height + 6 + (opts.xlabel.empty() ? 0 : font_height + 8);
   const int plot_h_guess = std::max(20, H - top - bottom);
-  const auto yticks = opts.log_y ? detail::log_ticks(ry.lo, ry.hi, std::max(2, plot_h_guess / 50))
-                                 : detail::linear_ticks(ry.lo, ry.hi, std::max(2, plot_h_guess / 50));
+  const auto yticks = opts.log_y
+                          ? detail::log_ticks(ry.lo, ry.hi, std::max(2, plot_h_guess / 50))
+                          : detail::linear_ticks(ry.lo, ry.hi, std::max(2, plot_h_guess / 50));
   int ylab_w = 0;
   for (const auto& t : yticks) ylab_w = std::max(ylab_w, text_width(t.label));
   const int left = 12 + (opts.ylabel.empty() ? 0 : font_height + 8) + ylab_w + 8;
@@ -307,7 +311,8 @@ inline Image8 render_line_plot(std::span<const Series> series, const PlotOptions
   full.fill(px1, py0, px1 + 1, py1 + 1, axis_gray);
 
   if (!opts.title.empty())
-    draw_text(img, (W - text_width(opts.title, title_scale)) / 2, 12, opts.title, black, title_scale);
+    draw_text(img, (W - text_width(opts.title, title_scale)) / 2, 12, opts.title, black,
+              title_scale);
   if (!opts.xlabel.empty())
     draw_text(img, (px0 + px1 - text_width(opts.xlabel)) / 2, H - 8 - font_height, opts.xlabel,
               black);
@@ -367,7 +372,8 @@ inline Image8 render_line_plot(std::span<const Series> series, const PlotOptions
               cy < corners[c][1] + lh)
             ++hidden[c];
       }
-    const std::size_t best = std::size_t(std::min_element(hidden.begin(), hidden.end()) - hidden.begin());
+    const std::size_t best =
+        std::size_t(std::min_element(hidden.begin(), hidden.end()) - hidden.begin());
     const long lx = corners[best][0], ly = corners[best][1];
     plot.fill(lx, ly, lx + lw, ly + lh, white);
     plot.fill(lx, ly, lx + lw, ly + 1, axis_gray);
@@ -377,8 +383,8 @@ inline Image8 render_line_plot(std::span<const Series> series, const PlotOptions
     for (std::size_t j = 0; j < shown.size(); ++j) {
       const long ty = ly + 6 + long(j) * line_h;
       const Rgb color = detail::tab10[shown[j] % detail::tab10.size()];
-      detail::draw_segment(plot, double(lx + 8), double(ty) + 3.5, double(lx + 32), double(ty) + 3.5,
-                           2.0, color);
+      detail::draw_segment(plot, double(lx + 8), double(ty) + 3.5, double(lx + 32),
+                           double(ty) + 3.5, 2.0, color);
       draw_text(img, lx + 38, ty, series[shown[j]].label, black);
     }
   }

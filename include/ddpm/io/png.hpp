@@ -49,9 +49,9 @@ inline void write_png(const std::filesystem::path& path, const Image8& img);
 
 /// make_grid for 8-bit images (NCHW), e.g. a preview of a data set; pad_value in [0, 255].
 [[nodiscard]] inline Image8 make_grid(std::span<const std::uint8_t> images, std::size_t n,
-                                      std::size_t c, std::size_t h, std::size_t w,
-                                      std::size_t cols, std::size_t pad = 2,
-                                      std::uint8_t pad_value = 255, std::size_t upscale = 1);
+                                      std::size_t c, std::size_t h, std::size_t w, std::size_t cols,
+                                      std::size_t pad = 2, std::uint8_t pad_value = 255,
+                                      std::size_t upscale = 1);
 
 /// write_png(path, make_grid(images, n, c, h, w, cols, pad, pad_value, upscale)).
 inline void write_png_grid(const std::filesystem::path& path, std::span<const float> images,
@@ -108,7 +108,7 @@ Image8 tile_grid(std::span<const T> images, std::size_t n, std::size_t c, std::s
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t r = i / ncols, q = i % ncols;
     const std::size_t y0 = pad + r * (h + pad), x0 = pad + q * (w + pad);
-    const T* src = images.data() + i * c * hw;                                      // (C, H, W)
+    const T* src = images.data() + i * c * hw;  // (C, H, W)
     for (std::size_t y = 0; y < h; ++y)
       for (std::size_t x = 0; x < w; ++x) {
         std::uint8_t* dst = grid.px.data() + ((y0 + y) * gw + x0 + x) * c;
@@ -116,7 +116,8 @@ Image8 tile_grid(std::span<const T> images, std::size_t n, std::size_t c, std::s
       }
   }
   if (upscale == 1) return grid;
-  Image8 big{gh * upscale, gw * upscale, c, std::vector<std::uint8_t>(gh * gw * upscale * upscale * c)};
+  Image8 big{gh * upscale, gw * upscale, c,
+             std::vector<std::uint8_t>(gh * gw * upscale * upscale * c)};
   for (std::size_t y = 0; y < big.h; ++y)
     for (std::size_t x = 0; x < big.w; ++x) {
       const std::uint8_t* s = grid.px.data() + ((y / upscale) * gw + x / upscale) * c;
@@ -168,7 +169,8 @@ inline Image8 make_grid(std::span<const std::uint8_t> images, std::size_t n, std
 
 inline void write_png_grid(const std::filesystem::path& path, std::span<const float> images,
                            std::size_t n, std::size_t c, std::size_t h, std::size_t w,
-                           std::size_t cols, std::size_t pad, float pad_value, std::size_t upscale) {
+                           std::size_t cols, std::size_t pad, float pad_value,
+                           std::size_t upscale) {
   write_png(path, make_grid(images, n, c, h, w, cols, pad, pad_value, upscale));
 }
 

@@ -16,8 +16,6 @@
 // any tensor are allowed. Any violation throws ddpm::IoError naming the file and the problem.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <bit>
 #include <cstddef>
@@ -25,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 #include <span>
@@ -66,7 +65,8 @@ struct TensorEntry {
 
 /// Writes a safetensors file atomically (temp file, fsync, rename: see atomic_file.hpp).
 /// @pre as encode_safetensors. @throws IoError(path, ...) if the file cannot be written.
-inline void write_safetensors(const std::filesystem::path& path, std::span<const TensorEntry> tensors,
+inline void write_safetensors(const std::filesystem::path& path,
+                              std::span<const TensorEntry> tensors,
                               const std::map<std::string, std::string>& metadata = {});
 
 /// A safetensors file read into memory and validated.
@@ -103,8 +103,12 @@ class SafeTensorsFile {
   [[nodiscard]] std::span<const std::byte> bytes(std::string_view name) const;
   /// A copy of the tensor's elements. @throws IoError(path, "tensor '...' has dtype X, expected
   /// F32") if the dtype differs; likewise for f64 (F64), i64 (I64), i32 (I32), u8 (U8).
-  [[nodiscard]] std::vector<float> f32(std::string_view name) const { return values<float>(name, "F32"); }
-  [[nodiscard]] std::vector<double> f64(std::string_view name) const { return values<double>(name, "F64"); }
+  [[nodiscard]] std::vector<float> f32(std::string_view name) const {
+    return values<float>(name, "F32");
+  }
+  [[nodiscard]] std::vector<double> f64(std::string_view name) const {
+    return values<double>(name, "F64");
+  }
   [[nodiscard]] std::vector<std::int64_t> i64(std::string_view name) const {
     return values<std::int64_t>(name, "I64");
   }
@@ -133,9 +137,9 @@ inline std::size_t safetensors_dtype_size(std::string_view dtype) noexcept {
     std::string_view name;
     std::size_t size;
   };
-  static constexpr Entry table[] = {{"F64", 8}, {"F32", 4},  {"F16", 2},     {"BF16", 2},
-                                    {"I64", 8}, {"I32", 4},  {"I16", 2},     {"I8", 1},
-                                    {"U64", 8}, {"U32", 4},  {"U16", 2},     {"U8", 1},
+  static constexpr Entry table[] = {{"F64", 8},  {"F32", 4},     {"F16", 2},    {"BF16", 2},
+                                    {"I64", 8},  {"I32", 4},     {"I16", 2},    {"I8", 1},
+                                    {"U64", 8},  {"U32", 4},     {"U16", 2},    {"U8", 1},
                                     {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
   for (const Entry& e : table)
     if (e.name == dtype) return e.size;
@@ -157,12 +161,15 @@ inline SafetensorsPlan plan_safetensors(std::span<const TensorEntry> tensors,
   for (const TensorEntry& t : tensors) {
     require(!t.name.empty(), "TensorEntry::name", "must not be empty");
     require(t.name != "__metadata__", "TensorEntry::name", "\"__metadata__\" is reserved");
-    require(seen.insert(t.name).second, "TensorEntry::name", "duplicate tensor name '", t.name, "'");
+    require(seen.insert(t.name).second, "TensorEntry::name", "duplicate tensor name '", t.name,
+            "'");
     const std::size_t es = safetensors_dtype_size(t.dtype);
-    require(es != 0, "TensorEntry::dtype", "unknown dtype '", t.dtype, "' for tensor '", t.name, "'");
+    require(es != 0, "TensorEntry::dtype", "unknown dtype '", t.dtype, "' for tensor '", t.name,
+            "'");
     std::size_t n = es;
     for (const std::size_t d : t.shape)
-      require(checked_mul(n, d, n), "TensorEntry::shape", "size overflows for tensor '", t.name, "'");
+      require(checked_mul(n, d, n), "TensorEntry::shape", "size overflows for tensor '", t.name,
+              "'");
     require(n == t.bytes.size(), "TensorEntry::bytes", "tensor '", t.name, "' has ", t.bytes.size(),
             " bytes, but dtype ", t.dtype, " and its shape need ", n);
   }
@@ -215,8 +222,8 @@ inline std::uint64_t json_uint(const nlohmann::json& v, const std::string& file,
 
 }  // namespace detail
 
-inline std::vector<std::byte> encode_safetensors(std::span<const TensorEntry> tensors,
-                                                 const std::map<std::string, std::string>& metadata) {
+inline std::vector<std::byte> encode_safetensors(
+    std::span<const TensorEntry> tensors, const std::map<std::string, std::string>& metadata) {
   const detail::SafetensorsPlan plan = detail::plan_safetensors(tensors, metadata);
   std::vector<std::byte> out(8 + plan.header.size());
   detail::store_le64(reinterpret_cast<unsigned char*>(out.data()), plan.header.size());
@@ -227,7 +234,8 @@ inline std::vector<std::byte> encode_safetensors(std::span<const TensorEntry> te
   return out;
 }
 
-inline void write_safetensors(const std::filesystem::path& path, std::span<const TensorEntry> tensors,
+inline void write_safetensors(const std::filesystem::path& path,
+                              std::span<const TensorEntry> tensors,
                               const std::map<std::string, std::string>& metadata) {
   const detail::SafetensorsPlan plan = detail::plan_safetensors(tensors, metadata);
   write_file_atomic(path, [&](FileSink& sink) {
@@ -239,7 +247,8 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
   });
 }
 
-inline SafeTensorsFile SafeTensorsFile::load(const std::filesystem::path& path, std::size_t max_bytes) {
+inline SafeTensorsFile SafeTensorsFile::load(const std::filesystem::path& path,
+                                             std::size_t max_bytes) {
   return parse(read_file(path, max_bytes), path.string());
 }
 
@@ -251,12 +260,14 @@ inline SafeTensorsFile SafeTensorsFile::parse(std::vector<std::byte> file_bytes,
   const std::string& file = f.path_;
   const std::size_t size = f.file_.size();
   if (size < 8)
-    throw IoError(file, detail::cat("truncated: file is ", size,
-                                    " bytes, a safetensors file starts with an 8-byte header length"));
+    throw IoError(file,
+                  detail::cat("truncated: file is ", size,
+                              " bytes, a safetensors file starts with an 8-byte header length"));
   const std::uint64_t n = detail::load_le64(f.file_.data());
   if (n > max_safetensors_header_bytes)
-    throw IoError(file, detail::cat("header length ", n, " exceeds the limit of ",
-                                    max_safetensors_header_bytes, " bytes (not a safetensors file?)"));
+    throw IoError(file,
+                  detail::cat("header length ", n, " exceeds the limit of ",
+                              max_safetensors_header_bytes, " bytes (not a safetensors file?)"));
   if (n > size - 8)
     throw IoError(file, detail::cat("header length ", n, " is larger than the rest of the file (",
                                     size - 8, " bytes): truncated or not a safetensors file"));
@@ -275,25 +286,24 @@ inline SafeTensorsFile SafeTensorsFile::parse(std::vector<std::byte> file_bytes,
   std::string duplicate;
   json j;
   try {
-    j = json::parse(
-        hb, hb + n,
-        [&](int depth, json::parse_event_t ev, json& parsed) {
-          if (depth > detail::max_safetensors_json_depth)
-            throw IoError(file, "malformed header: JSON nested too deeply");
-          if (ev == json::parse_event_t::object_start) {
-            keys.emplace_back();
-          } else if (ev == json::parse_event_t::object_end) {
-            if (!keys.empty()) keys.pop_back();
-          } else if (ev == json::parse_event_t::key && !keys.empty()) {
-            const auto& k = parsed.get_ref<const std::string&>();
-            if (!keys.back().insert(k).second && duplicate.empty()) duplicate = k;
-          }
-          return true;
-        });
+    j = json::parse(hb, hb + n, [&](int depth, json::parse_event_t ev, json& parsed) {
+      if (depth > detail::max_safetensors_json_depth)
+        throw IoError(file, "malformed header: JSON nested too deeply");
+      if (ev == json::parse_event_t::object_start) {
+        keys.emplace_back();
+      } else if (ev == json::parse_event_t::object_end) {
+        if (!keys.empty()) keys.pop_back();
+      } else if (ev == json::parse_event_t::key && !keys.empty()) {
+        const auto& k = parsed.get_ref<const std::string&>();
+        if (!keys.back().insert(k).second && duplicate.empty()) duplicate = k;
+      }
+      return true;
+    });
   } catch (const json::exception& e) {
     throw IoError(file, std::string("malformed header JSON: ") + e.what());
   }
-  if (!duplicate.empty()) throw IoError(file, "malformed header: duplicate key '" + duplicate + "'");
+  if (!duplicate.empty())
+    throw IoError(file, "malformed header: duplicate key '" + duplicate + "'");
   if (!j.is_object()) throw IoError(file, "malformed header: the JSON must be an object");
 
   struct Range {
@@ -308,8 +318,8 @@ inline SafeTensorsFile SafeTensorsFile::parse(std::vector<std::byte> file_bytes,
       if (!v.is_object()) throw IoError(file, "malformed header: __metadata__ must be an object");
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string())
-          throw IoError(file, "malformed header: __metadata__ value of '" + m.key() +
-                                  "' must be a string");
+          throw IoError(
+              file, "malformed header: __metadata__ value of '" + m.key() + "' must be a string");
         f.metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -322,26 +332,30 @@ inline SafeTensorsFile SafeTensorsFile::parse(std::vector<std::byte> file_bytes,
     if (!v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
       throw IoError(file, "malformed header: " + what + " needs dtype, shape and data_offsets");
     Info info;
-    if (!v.at("dtype").is_string()) throw IoError(file, "malformed header: " + what + " dtype must be a string");
+    if (!v.at("dtype").is_string())
+      throw IoError(file, "malformed header: " + what + " dtype must be a string");
     info.dtype = v.at("dtype").get<std::string>();
     const std::size_t es = safetensors_dtype_size(info.dtype);
     if (es == 0) throw IoError(file, "unknown dtype '" + info.dtype + "' for " + what);
     const json& shape = v.at("shape");
-    if (!shape.is_array()) throw IoError(file, "malformed header: " + what + " shape must be an array");
+    if (!shape.is_array())
+      throw IoError(file, "malformed header: " + what + " shape must be an array");
     std::size_t bytes = es;
     bool overflow = false;
     for (const json& d : shape) {
-      const std::uint64_t dim = detail::json_uint(d, file, "malformed header: " + what + " shape entries");
+      const std::uint64_t dim =
+          detail::json_uint(d, file, "malformed header: " + what + " shape entries");
       info.shape.push_back(std::size_t(dim));
-      if (!overflow && !detail::checked_mul(bytes, std::size_t(dim), bytes))
-        overflow = true;
+      if (!overflow && !detail::checked_mul(bytes, std::size_t(dim), bytes)) overflow = true;
     }
     if (overflow) throw IoError(file, "malformed header: " + what + " shape's size overflows");
     const json& off = v.at("data_offsets");
     if (!off.is_array() || off.size() != 2)
       throw IoError(file, "malformed header: " + what + " data_offsets must be [begin, end]");
-    const std::uint64_t b = detail::json_uint(off[0], file, "malformed header: " + what + " data_offsets");
-    const std::uint64_t e = detail::json_uint(off[1], file, "malformed header: " + what + " data_offsets");
+    const std::uint64_t b =
+        detail::json_uint(off[0], file, "malformed header: " + what + " data_offsets");
+    const std::uint64_t e =
+        detail::json_uint(off[1], file, "malformed header: " + what + " data_offsets");
     if (b > e)
       throw IoError(file, detail::cat("malformed header: ", what, " data_offsets [", b, ", ", e,
                                       "] end before they begin"));
@@ -393,7 +407,8 @@ template <class T>
 std::vector<T> SafeTensorsFile::values(std::string_view name, std::string_view dtype) const {
   const Info& i = info(name);
   if (i.dtype != dtype)
-    throw IoError(path_, detail::cat("tensor '", name, "' has dtype ", i.dtype, ", expected ", dtype));
+    throw IoError(path_,
+                  detail::cat("tensor '", name, "' has dtype ", i.dtype, ", expected ", dtype));
   const std::span<const std::byte> b = bytes(name);
   std::vector<T> out(b.size() / sizeof(T));
   if (!b.empty()) std::memcpy(out.data(), b.data(), b.size());  // may be unaligned in the file

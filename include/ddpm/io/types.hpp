@@ -16,15 +16,15 @@ namespace ddpm::io {
 /// @post (for every Image8 returned by ddpm::io) px.size() == h * w * c and c is 1, 3 or 4.
 struct Image8 {
   std::size_t h = 0, w = 0, c = 0;
-  std::vector<std::uint8_t> px{};                                                   // (H, W, C)
+  std::vector<std::uint8_t> px{};  // (H, W, C)
 };
 
 /// A data set of 8-bit images in planar NCHW order, optionally with one integer label per image.
 /// @post pixels.size() == n * c * h * w; labels is empty or labels.size() == n.
 struct ImageDataset {
   std::size_t n = 0, c = 0, h = 0, w = 0;
-  std::vector<std::uint8_t> pixels{};                                            // (N, C, H, W)
-  std::vector<std::int32_t> labels{};                               // (N) or empty if unlabelled
+  std::vector<std::uint8_t> pixels{};  // (N, C, H, W)
+  std::vector<std::int32_t> labels{};  // (N) or empty if unlabelled
 };
 
 /// Maps 8-bit pixels [0, 255] to floats [-1, 1] as x / 127.5 - 1, computed in float (the same
