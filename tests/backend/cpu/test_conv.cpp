@@ -223,6 +223,8 @@ const Conv2dShape shapes[] = {
     {2, 16, 14, 14, 16, 3, 2, 1},  // stride-2 downsample
     {2, 20, 8, 8, 24, 3, 2, 1},    // stride-2, even size
     {1, 17, 5, 5, 7, 3, 2, 1},     // stride-2, odd size
+    {1, 5, 40, 37, 7, 3, 2, 1},    // stride-2, wide rows (vectorised gather), odd width
+    {2, 6, 9, 37, 2, 3, 1, 1},     // Cout=2, rows of 4 vectors + a partial one
     {3, 12, 7, 7, 20, 1, 1, 0},    // 1x1 skip / attention projection
     {2, 96, 14, 14, 64, 1, 1, 0},  // 1x1 with decoder concat input
     {2, 4, 9, 9, 6, 5, 1, 2},      // 5x5 pad 2 (general path)

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <vector>
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
@@ -60,6 +61,13 @@ inline constexpr std::size_t slot_weights = 0;     ///< shared: packed / transfo
 inline constexpr std::size_t slot_weights_tmp = 1;  ///< shared: rearranged weights before packing
 inline constexpr std::size_t slot_col = 0;          ///< thread: column buffers
 
+/// A grow-only per-thread array of at least `count` runs (allocates only when a call needs more).
+inline im2col::Run* run_buffer(std::size_t count) {
+  thread_local std::vector<im2col::Run> runs;
+  if (runs.size() < count) runs.resize(count);
+  return runs.data();
+}
+
 /// Output columns per task: whole images when small, otherwise near-equal chunks of <= 1024
 /// columns (a multiple of gemm::nr). Depends on the shape only.
 inline std::size_t column_chunk(std::size_t hwo) noexcept {
@@ -89,13 +97,15 @@ inline void forward_gemm_prepacked(Context& ctx, const Conv2dShape& s, const flo
               b = 1.0f;
             }
             const float* xn = x + n * s.c_in * hw;
+            float* row = ctx.thread_scratch(slot_col, chunk + 16);
+            im2col::Run* runs = run_buffer(chunk + 1);
             gemm::gemm_blocked(
                 M, len, K, 1.0f,
                 [&](std::size_t i0, std::size_t, std::size_t k0, std::size_t k, float*) {
                   return gemm::prepacked_a_block(wp, M, i0, k0, k);
                 },
                 [&](std::size_t k0, std::size_t k, std::size_t jj, std::size_t nn, float* dst) {
-                  im2col::pack_b_forward(s, xn, k0, k, j0 + jj, nn, dst);
+                  im2col::pack_b_forward(s, xn, k0, k, j0 + jj, nn, dst, row, runs);
                 },
                 b, yn + j0, hwo,
                 ctx.thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, len, K)));

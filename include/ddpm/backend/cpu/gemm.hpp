@@ -343,23 +343,27 @@ inline void pack_b_panel_from_columns(const float* const* rows, std::size_t n, s
 /// (zero columns past n).
 inline void pack_b(bool trans, const float* B, std::size_t ldb, std::size_t k0, std::size_t k,
                    std::size_t j0, std::size_t n, float* dst) noexcept {
+  if (!trans) {
+    // Row by row (each source row is read once, sequentially), scattering into the panels.
+    const std::size_t full = n / nr, rem = n % nr;
+    for (std::size_t p = 0; p < k; ++p) {
+      const float* src = B + (k0 + p) * ldb + j0;
+      float* d = dst + p * nr;
+      for (std::size_t jp = 0; jp < full; ++jp)
+        std::memcpy(d + jp * k * nr, src + jp * nr, nr * sizeof(float));
+      if (rem != 0) {
+        float* e = d + full * k * nr;
+        for (std::size_t j = 0; j < rem; ++j) e[j] = src[full * nr + j];
+        for (std::size_t j = rem; j < nr; ++j) e[j] = 0.0f;
+      }
+    }
+    return;
+  }
   for (std::size_t jp = 0; jp < n; jp += nr) {
     const std::size_t nn = std::min(nr, n - jp);
-    if (!trans) {
-      const float* src = B + k0 * ldb + j0 + jp;
-      if (nn == nr) {
-        for (std::size_t p = 0; p < k; ++p) std::memcpy(dst + p * nr, src + p * ldb, nr * sizeof(float));
-      } else {
-        for (std::size_t p = 0; p < k; ++p) {
-          for (std::size_t j = 0; j < nn; ++j) dst[p * nr + j] = src[p * ldb + j];
-          for (std::size_t j = nn; j < nr; ++j) dst[p * nr + j] = 0.0f;
-        }
-      }
-    } else {
-      const float* rows[nr];
-      for (std::size_t j = 0; j < nn; ++j) rows[j] = B + (j0 + jp + j) * ldb + k0;
-      pack_b_panel_from_columns(rows, nn, k, dst);
-    }
+    const float* rows[nr];
+    for (std::size_t j = 0; j < nn; ++j) rows[j] = B + (j0 + jp + j) * ldb + k0;
+    pack_b_panel_from_columns(rows, nn, k, dst);
     dst += k * nr;
   }
 }

@@ -10,6 +10,10 @@
 
 #include "ddpm/backend/cpu/gemm.hpp"
 
+#if DDPM_CPU_GEMM_AVX2
+#include <immintrin.h>
+#endif
+
 namespace ddpm::detail::cpu {
 
 /// A 2-D convolution: square kernels, symmetric zero padding, NCHW activations, weights
@@ -33,7 +37,9 @@ namespace im2col {
 inline void copy_row(float* dst, const float* row, std::ptrdiff_t iw0, std::size_t len,
                      std::size_t stride, std::size_t w) noexcept {
   const auto sw = static_cast<std::ptrdiff_t>(w);
-  if (stride == 1) {
+  if (stride == 1 && iw0 >= 0 && iw0 + std::ptrdiff_t(len) <= sw) {
+    std::memcpy(dst, row + iw0, len * sizeof(float));
+  } else if (stride == 1) {
     const std::ptrdiff_t lo = std::clamp<std::ptrdiff_t>(-iw0, 0, std::ptrdiff_t(len));
     const std::ptrdiff_t hi = std::clamp<std::ptrdiff_t>(sw - iw0, lo, std::ptrdiff_t(len));
     for (std::ptrdiff_t t = 0; t < lo; ++t) dst[t] = 0.0f;
@@ -41,13 +47,29 @@ inline void copy_row(float* dst, const float* row, std::ptrdiff_t iw0, std::size
     for (std::ptrdiff_t t = lo; t < hi; ++t) dst[t] = src[t];
     for (std::ptrdiff_t t = hi; t < std::ptrdiff_t(len); ++t) dst[t] = 0.0f;
   } else {
-    const auto ss = static_cast<std::ptrdiff_t>(stride);
-    for (std::size_t t = 0; t < len; ++t) {
-      const std::ptrdiff_t iw = iw0 + std::ptrdiff_t(t) * ss;
-      dst[t] = (iw >= 0 && iw < sw) ? row[iw] : 0.0f;
+    // Positions t with 0 <= iw0 + t*stride < w form the range [lo, hi).
+    const auto ss = static_cast<std::ptrdiff_t>(stride), sl = static_cast<std::ptrdiff_t>(len);
+    const std::ptrdiff_t lo = std::min(sl, iw0 < 0 ? (-iw0 + ss - 1) / ss : std::ptrdiff_t{0});
+    const std::ptrdiff_t hi =
+        std::clamp<std::ptrdiff_t>(iw0 < sw ? (sw - 1 - iw0) / ss + 1 : 0, lo, sl);
+    for (std::ptrdiff_t t = 0; t < lo; ++t) dst[t] = 0.0f;
+    std::ptrdiff_t t = lo;
+#if DDPM_CPU_GEMM_AVX2
+    if (stride == 2) {
+      // even elements of 16 consecutive floats: iw0 + 2t .. iw0 + 2t + 15 must lie in the row
+      for (; t + 8 <= hi && iw0 + 2 * t + 16 <= sw; t += 8) {
+        const float* src = row + iw0 + 2 * t;
+        const __m256 a = _mm256_loadu_ps(src), b = _mm256_loadu_ps(src + 8);
+        const __m256 e = _mm256_shuffle_ps(a, b, 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
+        _mm256_storeu_ps(dst + t, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+      }
     }
+#endif
+    for (; t < hi; ++t) dst[t] = row[iw0 + t * ss];
+    for (t = hi; t < sl; ++t) dst[t] = 0.0f;
   }
 }
+
 
 /// A run of output positions on one output row: positions [ow, ow + len) of row oh of image n,
 /// placed at offset `at` of the packed range.
@@ -76,35 +98,41 @@ inline std::size_t split_runs(const Conv2dShape& s, std::size_t q0, std::size_t 
 
 /// Forward B operand of image `x_n` (c_in x h x w): B[kk][j] = x_n[ci][oh*s - p + kh][ow*s - p + kw]
 /// with kk = (ci*k + kh)*k + kw and j = oh*w_out + ow. Packs rows [k0, k0+k) x columns [j0, j0+n)
-/// into gemm::pack_b layout.
+/// into gemm::pack_b layout. Each row of B is gathered into `row` (n floats) and then copied into
+/// the panels, so the image is read along its rows. `runs` holds n + 1 entries.
 inline void pack_b_forward(const Conv2dShape& s, const float* x_n, std::size_t k0, std::size_t k,
-                           std::size_t j0, std::size_t n, float* dst) noexcept {
+                           std::size_t j0, std::size_t n, float* dst, float* row,
+                           Run* runs) noexcept {
   using gemm::nr;
+  if (s.kernel == 1 && s.stride == 1 && s.pad == 0) {  // B is x_n itself (c_in x h w)
+    gemm::pack_b(false, x_n, s.h * s.w, k0, k, j0, n, dst);
+    return;
+  }
   const std::size_t kk2 = s.kernel * s.kernel, hw = s.h * s.w;
-  Run runs[nr + 1];
-  for (std::size_t jp = 0; jp < n; jp += nr) {
-    const std::size_t nn = std::min(nr, n - jp);
-    const std::size_t nruns = split_runs(s, j0 + jp, nn, runs);
-    for (std::size_t p = 0; p < k; ++p) {
-      const std::size_t kk = k0 + p, ci = kk / kk2, kh = (kk % kk2) / s.kernel,
-                        kw = kk % s.kernel;
-      const float* xc = x_n + ci * hw;
-      float* d = dst + p * nr;
-      for (std::size_t r = 0; r < nruns; ++r) {
-        const Run& run = runs[r];
-        const std::ptrdiff_t ih =
-            std::ptrdiff_t(run.oh * s.stride + kh) - std::ptrdiff_t(s.pad);
-        if (ih < 0 || ih >= std::ptrdiff_t(s.h)) {
-          for (std::size_t t = 0; t < run.len; ++t) d[run.at + t] = 0.0f;
-        } else {
-          copy_row(d + run.at, xc + std::size_t(ih) * s.w,
-                   std::ptrdiff_t(run.ow * s.stride + kw) - std::ptrdiff_t(s.pad), run.len,
-                   s.stride, s.w);
-        }
+  const std::size_t nruns = split_runs(s, j0, n, runs);
+  const std::size_t full = n / nr, rem = n % nr;
+  for (std::size_t p = 0; p < k; ++p) {
+    const std::size_t kk = k0 + p, ci = kk / kk2, kh = (kk % kk2) / s.kernel, kw = kk % s.kernel;
+    const float* xc = x_n + ci * hw;
+    for (std::size_t r = 0; r < nruns; ++r) {
+      const Run& run = runs[r];
+      const std::ptrdiff_t ih = std::ptrdiff_t(run.oh * s.stride + kh) - std::ptrdiff_t(s.pad);
+      if (ih < 0 || ih >= std::ptrdiff_t(s.h)) {
+        std::fill_n(row + run.at, run.len, 0.0f);
+      } else {
+        copy_row(row + run.at, xc + std::size_t(ih) * s.w,
+                 std::ptrdiff_t(run.ow * s.stride + kw) - std::ptrdiff_t(s.pad), run.len,
+                 s.stride, s.w);
       }
-      for (std::size_t j = nn; j < nr; ++j) d[j] = 0.0f;
     }
-    dst += k * nr;
+    float* d = dst + p * nr;
+    for (std::size_t jp = 0; jp < full; ++jp)
+      std::memcpy(d + jp * k * nr, row + jp * nr, nr * sizeof(float));
+    if (rem != 0) {
+      float* e = d + full * k * nr;
+      std::memcpy(e, row + full * nr, rem * sizeof(float));
+      std::fill_n(e + rem, nr - rem, 0.0f);
+    }
   }
 }
 
