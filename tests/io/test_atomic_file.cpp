@@ -48,7 +48,8 @@ TEST_CASE("atomic_file: the callback writer buffers many small and large writes 
   std::uint64_t written = 0;
   ddpm::io::write_file_atomic(p, [&](ddpm::io::FileSink& sink) {
     for (int i = 0; i < 20000; ++i) {  // 20000 * 7 bytes > the 64 KiB buffer
-      const std::string s = "x" + std::to_string(i % 100000) + ";";
+      std::string s = std::to_string(i);  // (no "x" + std::string: GCC 12 -Wrestrict false positive)
+      s += ';';
       sink.write(s.data(), s.size());
       for (char ch : s) expect.push_back(std::byte(ch));
     }

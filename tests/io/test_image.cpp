@@ -36,7 +36,7 @@ TEST_CASE("image: PNG files decode to the pixels written, in 1, 3 and 4 channels
   for (const std::size_t c : {1, 3, 4}) {
     CAPTURE(c);
     const Image8 img = pattern(5, 7, c);
-    const auto p = dir / ("p" + std::to_string(c) + ".png");
+    const auto p = dir / (std::to_string(c) + ".png");
     ddpm::io::write_png(p, img);
     const Image8 back = ddpm::io::read_image(p, c);
     CHECK((back.h == 5 && back.w == 7 && back.c == c));

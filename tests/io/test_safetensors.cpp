@@ -28,10 +28,11 @@ std::span<const std::byte> raw(const std::vector<T>& v) {
 std::vector<std::uint8_t> craft(const std::string& header, const std::vector<std::uint8_t>& data,
                                 std::optional<std::uint64_t> n = std::nullopt) {
   const std::uint64_t len = n.value_or(header.size());
-  std::vector<std::uint8_t> f(8);
-  for (int i = 0; i < 8; ++i) f[std::size_t(i)] = std::uint8_t(len >> (8 * i));
-  f.insert(f.end(), header.begin(), header.end());
-  f.insert(f.end(), data.begin(), data.end());
+  std::vector<std::uint8_t> f;
+  f.reserve(8 + header.size() + data.size());
+  for (int i = 0; i < 8; ++i) f.push_back(std::uint8_t(len >> (8 * i)));
+  for (const char ch : header) f.push_back(std::uint8_t(ch));
+  for (const std::uint8_t b : data) f.push_back(b);
   return f;
 }
 
