@@ -320,7 +320,7 @@ inline void output_transform8(const float* mv, std::size_t xi_stride, float bias
 /// out = conv3x3(x, w) + bias (or out += conv3x3(x, w) when accumulate), stride 1, pad 1, by
 /// Winograd F(4x4, 3x3). bias may be null. Deterministic: every output element is produced by one
 /// task with arithmetic that does not depend on the thread count.
-/// Scratch: shared slot `weight_slot` (transformed weights), thread slots 0 and 1.
+/// Scratch: shared slot `weight_slot` (transformed weights), thread slots 0, 1 and 2.
 inline void convolve(Context& ctx, const Problem& p, const float* x, const float* w,
                      const float* bias, float* out, bool accumulate,
                      std::size_t weight_slot = 0) {
@@ -331,6 +331,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
   const std::size_t T = blk.tiles_per_block;
   const std::size_t tw = p.tiles_w(), th = p.tiles_h(), per_image = tw * th;
   const std::size_t hw = p.h * p.w;
+  const bool exact = p.h % m == 0 && p.w % m == 0;
   ctx.execute([&] {
     // 1. weight transform, parallel over groups of 6 output channels
     tbb::parallel_for(
@@ -344,17 +345,21 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
         tbb::blocked_range<std::size_t>(0, blk.blocks, 1),
         [&](const tbb::blocked_range<std::size_t>& r) {
           float* scratch = ctx.thread_scratch(0, block_scratch(p, blk));
+          const std::size_t band_w = tw * m + 2;
+          float* band_buf = ctx.thread_scratch(1, (T / tw + 2) * 6 * band_w);
+          // where the output transform writes the tiles past the last one (4 rows of either
+          // stride; finite, as it may be read back when accumulating)
+          const std::size_t sink_size = m * std::max(p.w, band_w);
+          float* sink = ctx.thread_scratch(2, sink_size);
+          std::fill_n(sink, sink_size, 0.0f);
           const std::size_t v_stride = point_stride(ci_n * T), m_stride = point_stride(cop * T);
           float* V = scratch;                          // [xi][panel][ci][16]
           float* M = scratch + points * v_stride;      // [xi][co][T]
           alignas(64) float zero_patch[6 * 8] = {};
-          alignas(64) float edge_patch[8][6 * 8];
-          alignas(64) float edge_out[8][4 * 4];
           // Per tile of the block: image, patch origin, and whether the patch / output tile lie
           // wholly inside the image.
           std::size_t tile_n[max_block];
           std::ptrdiff_t tile_y0[max_block], tile_x0[max_block];
-          bool patch_in[max_block], out_in[max_block];
           for (std::size_t b = r.begin(); b != r.end(); ++b) {
             const std::size_t t0 = b * T, nt = std::min(T, p.tiles() - t0);
             for (std::size_t tl = 0; tl < nt; ++tl) {
@@ -362,14 +367,28 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
               tile_n[tl] = t / per_image;
               tile_y0[tl] = std::ptrdiff_t((rr / tw) * m) - 1;
               tile_x0[tl] = std::ptrdiff_t((rr % tw) * m) - 1;
-              patch_in[tl] = tile_y0[tl] >= 0 && tile_x0[tl] >= 0 &&
-                             tile_y0[tl] + 6 <= std::ptrdiff_t(p.h) &&
-                             tile_x0[tl] + 6 <= std::ptrdiff_t(p.w);
-              out_in[tl] = std::size_t(tile_y0[tl] + 1) + m <= p.h &&
-                           std::size_t(tile_x0[tl] + 1) + m <= p.w;
             }
-            // 2a. input transform, 8 tiles at a time
+            // 2a. input transform, 8 tiles at a time. Per channel, the 6 input rows of every tile
+            // row of the block are first copied into zero-padded bands (column c of a band is
+            // image column c - 1), so every patch, border or not, is read the same way.
+            const std::size_t row0 = t0 / tw, bands = (t0 + nt - 1) / tw - row0 + 1;
             for (std::size_t ci = 0; ci < ci_n; ++ci) {
+              for (std::size_t bi = 0; bi < bands; ++bi) {
+                const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
+                const float* plane = x + (n * ci_n + ci) * hw;
+                float* band = band_buf + bi * 6 * band_w;
+                for (std::size_t r = 0; r < 6; ++r) {
+                  float* dst = band + r * band_w;
+                  const std::ptrdiff_t yy = std::ptrdiff_t(ty * m + r) - 1;
+                  if (yy < 0 || yy >= std::ptrdiff_t(p.h)) {
+                    std::fill_n(dst, band_w, 0.0f);
+                    continue;
+                  }
+                  dst[0] = 0.0f;
+                  std::memcpy(dst + 1, plane + std::size_t(yy) * p.w, p.w * sizeof(float));
+                  std::fill_n(dst + 1 + p.w, band_w - 1 - p.w, 0.0f);
+                }
+              }
               for (std::size_t g = 0; g < T; g += 8) {
                 PatchSrc src[8];
                 for (std::size_t k = 0; k < 8; ++k) {
@@ -378,24 +397,8 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                     src[k] = PatchSrc{zero_patch, 8};
                     continue;
                   }
-                  const float* plane = x + (tile_n[tl] * ci_n + ci) * hw;
-                  if (patch_in[tl]) {
-                    src[k] = PatchSrc{
-                        plane + std::size_t(tile_y0[tl]) * p.w + std::size_t(tile_x0[tl]), p.w};
-                  } else {
-                    float* e = edge_patch[k];
-                    for (std::ptrdiff_t i = 0; i < 6; ++i) {
-                      const std::ptrdiff_t yy = tile_y0[tl] + i;
-                      const bool row_in = yy >= 0 && yy < std::ptrdiff_t(p.h);
-                      for (std::ptrdiff_t j = 0; j < 6; ++j) {
-                        const std::ptrdiff_t xx = tile_x0[tl] + j;
-                        e[i * 8 + j] = (row_in && xx >= 0 && xx < std::ptrdiff_t(p.w))
-                                           ? plane[std::size_t(yy) * p.w + std::size_t(xx)]
-                                           : 0.0f;
-                      }
-                    }
-                    src[k] = PatchSrc{e, 8};
-                  }
+                  const std::size_t t = t0 + tl;
+                  src[k] = PatchSrc{band_buf + (t / tw - row0) * 6 * band_w + (t % tw) * m, band_w};
                 }
                 const std::size_t panel = g / gemm::nr, half = g % gemm::nr;
                 input_transform8(src, V + (panel * ci_n + ci) * gemm::nr + half, v_stride);
@@ -406,54 +409,54 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
               gemm::macro_kernel(cop, T, ci_n, 1.0f, u + xi * cop * ci_n, V + xi * v_stride, 0.0f,
                                  M + xi * m_stride, T);
             }
-            // 2c. output transform, 8 tiles at a time
+            // 2c. output transform, 8 tiles at a time. When h and w are multiples of 4 every tile
+            // is whole and is stored in place; otherwise tiles go through 4-row bands (the band
+            // layout of 2a) and only the block's own columns inside the image are copied out.
             for (std::size_t co = 0; co < p.c_out; ++co) {
               const float bv = bias ? bias[co] : 0.0f;
+              const float* mco = M + co * T;
+              if (exact) {
+                for (std::size_t g = 0; g < nt; g += 8) {
+                  float* dst[8];
+                  for (std::size_t k = 0; k < 8; ++k) {
+                    const std::size_t tl = g + k;
+                    dst[k] = tl < nt ? out + (tile_n[tl] * p.c_out + co) * hw +
+                                           std::size_t(tile_y0[tl] + 1) * p.w +
+                                           std::size_t(tile_x0[tl] + 1)
+                                     : sink;
+                  }
+                  output_transform8(mco + g, m_stride, bv, accumulate, dst, p.w);
+                }
+                continue;
+              }
+              // band bi: output rows 4 ty .. 4 ty + 3 of tile row row0 + bi, columns [c0, c1)
+              auto for_band_rows = [&](auto&& fn) {
+                for (std::size_t bi = 0; bi < bands; ++bi) {
+                  const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
+                  const std::size_t tx_lo = bi == 0 ? t0 % tw : 0;
+                  const std::size_t tx_hi = bi + 1 == bands ? (t0 + nt - 1) % tw + 1 : tw;
+                  const std::size_t c0 = tx_lo * m, c1 = std::min(p.w, tx_hi * m);
+                  for (std::size_t r = 0; r < m && ty * m + r < p.h; ++r)
+                    fn(band_buf + (bi * m + r) * band_w + c0,
+                       out + (n * p.c_out + co) * hw + (ty * m + r) * p.w + c0, c1 - c0);
+                }
+              };
+              if (accumulate) {
+                for_band_rows([](float* band, const float* y, std::size_t len) {
+                  std::memcpy(band, y, len * sizeof(float));
+                });
+              }
               for (std::size_t g = 0; g < nt; g += 8) {
                 float* dst[8];
-                bool all_in = true;
                 for (std::size_t k = 0; k < 8; ++k) {
-                  const std::size_t tl = g + k;
-                  if (tl >= nt || !out_in[tl]) {
-                    all_in = false;
-                    dst[k] = nullptr;
-                    continue;
-                  }
-                  dst[k] = out + (tile_n[tl] * p.c_out + co) * hw +
-                           std::size_t(tile_y0[tl] + 1) * p.w + std::size_t(tile_x0[tl] + 1);
+                  const std::size_t tl = g + k, t = t0 + tl;
+                  dst[k] = tl < nt ? band_buf + (t / tw - row0) * m * band_w + (t % tw) * m : sink;
                 }
-                if (all_in) {
-                  output_transform8(M + co * T + g, m_stride, bv, accumulate, dst, p.w);
-                  continue;
-                }
-                // Some tiles are cut by the image border (or past the last tile): transform into
-                // local 4x4 tiles, then copy the part inside the image. Same arithmetic per element
-                // as the direct path.
-                float* loc[8];
-                for (std::size_t k = 0; k < 8; ++k) {
-                  const std::size_t tl = g + k;
-                  loc[k] = edge_out[k];
-                  std::fill_n(edge_out[k], 16, 0.0f);
-                  if (accumulate && tl < nt) {
-                    const std::size_t oy = std::size_t(tile_y0[tl] + 1),
-                                      ox = std::size_t(tile_x0[tl] + 1);
-                    const float* o = out + (tile_n[tl] * p.c_out + co) * hw;
-                    for (std::size_t i = 0; i < m && oy + i < p.h; ++i)
-                      for (std::size_t j = 0; j < m && ox + j < p.w; ++j)
-                        edge_out[k][i * 4 + j] = o[(oy + i) * p.w + ox + j];
-                  }
-                }
-                output_transform8(M + co * T + g, m_stride, bv, accumulate, loc, 4);
-                for (std::size_t k = 0; k < 8 && g + k < nt; ++k) {
-                  const std::size_t tl = g + k;
-                  const std::size_t oy = std::size_t(tile_y0[tl] + 1),
-                                    ox = std::size_t(tile_x0[tl] + 1);
-                  float* o = out + (tile_n[tl] * p.c_out + co) * hw;
-                  for (std::size_t i = 0; i < m && oy + i < p.h; ++i)
-                    for (std::size_t j = 0; j < m && ox + j < p.w; ++j)
-                      o[(oy + i) * p.w + ox + j] = edge_out[k][i * 4 + j];
-                }
+                output_transform8(mco + g, m_stride, bv, accumulate, dst, band_w);
               }
+              for_band_rows([](const float* band, float* y, std::size_t len) {
+                std::memcpy(y, band, len * sizeof(float));
+              });
             }
           }
         },
