@@ -507,8 +507,7 @@ struct Ops<backend::Cpu> {
           [&](std::size_t b, std::size_t e) {
             for (std::size_t r = b; r < e; ++r) {
               float* y0 = yd + r * 4 * W;
-              detail::cpu::duplicate_lanes(xd + r * W, W, y0);
-              std::memcpy(y0 + 2 * W, y0, 2 * W * sizeof(float));
+              detail::cpu::duplicate_lanes(xd + r * W, W, y0, y0 + 2 * W);
             }
           });
     }

@@ -80,10 +80,23 @@ DDPM_ALWAYS_INLINE fbatch load_partial(const float* p, std::size_t n) {
   return fbatch::load_aligned(buf);
 #endif
 }
-/// Stores the first n (< simd_width) lanes of v at p.
+/// Stores the first n (< simd_width) lanes of v at p. (Not vmaskmovps: masked stores are
+/// microcoded and slow on AMD Zen; at most three plain stores of 4, 2 and 1 lanes instead.)
 DDPM_ALWAYS_INLINE void store_partial(fbatch v, float* p, std::size_t n) {
 #if DDPM_CPU_SIMD_AVX2
-  _mm256_maskstore_ps(p, first_lanes(n), v);
+  const __m256 w = v;
+  __m128 part = _mm256_castps256_ps128(w);
+  if (n & 4) {
+    _mm_storeu_ps(p, part);
+    part = _mm256_extractf128_ps(w, 1);
+    p += 4;
+  }
+  if (n & 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), part);
+    part = _mm_movehl_ps(part, part);
+    p += 2;
+  }
+  if (n & 1) _mm_store_ss(p, part);
 #else
   alignas(64) float buf[simd_width];
   v.store_aligned(buf);
@@ -433,38 +446,77 @@ inline void dropout_span(const Rng& rng, std::uint64_t stream, std::uint64_t g0,
 }
 
 // ------------------------------------------------------------------ nearest-neighbour x2 rows
-/// dst[2 i] = dst[2 i + 1] = src[i], i < n.
-DDPM_ALWAYS_INLINE void duplicate_lanes(const float* src, std::size_t n, float* dst) {
+/// d0[2 i] = d0[2 i + 1] = d1[2 i] = d1[2 i + 1] = src[i] for i < n (the two output rows of one
+/// input row of a nearest-neighbour x2 upsampling). AVX2: a lane permutation per 8 inputs, and
+/// masked loads/stores for a tail, so short rows (W = 7) cost a handful of instructions.
+DDPM_ALWAYS_INLINE void duplicate_lanes(const float* src, std::size_t n, float* d0, float* d1) {
   std::size_t i = 0;
 #if DDPM_CPU_SIMD_AVX2
   const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
   const __m256i hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(src + i);
-    _mm256_storeu_ps(dst + 2 * i, _mm256_permutevar8x32_ps(v, lo));
-    _mm256_storeu_ps(dst + 2 * i + 8, _mm256_permutevar8x32_ps(v, hi));
+    const __m256 a = _mm256_permutevar8x32_ps(v, lo), b = _mm256_permutevar8x32_ps(v, hi);
+    _mm256_storeu_ps(d0 + 2 * i, a);
+    _mm256_storeu_ps(d0 + 2 * i + 8, b);
+    _mm256_storeu_ps(d1 + 2 * i, a);
+    _mm256_storeu_ps(d1 + 2 * i + 8, b);
   }
+  if (i < n) {
+    const std::size_t r = n - i;  // 1..7 inputs, 2..14 outputs
+    const __m256 v = _mm256_maskload_ps(src + i, first_lanes(r));
+    const __m256 a = _mm256_permutevar8x32_ps(v, lo), b = _mm256_permutevar8x32_ps(v, hi);
+    if (2 * r >= 8) {
+      _mm256_storeu_ps(d0 + 2 * i, a);
+      _mm256_storeu_ps(d1 + 2 * i, a);
+      if (2 * r > 8) {
+        store_partial(b, d0 + 2 * i + 8, 2 * r - 8);
+        store_partial(b, d1 + 2 * i + 8, 2 * r - 8);
+      }
+    } else {
+      store_partial(a, d0 + 2 * i, 2 * r);
+      store_partial(a, d1 + 2 * i, 2 * r);
+    }
+  }
+#else
+  for (; i < n; ++i) d0[2 * i] = d0[2 * i + 1] = d1[2 * i] = d1[2 * i + 1] = src[i];
 #endif
-  for (; i < n; ++i) dst[2 * i] = dst[2 * i + 1] = src[i];
 }
-/// out[i] (+)= (r0[2i] + r1[2i]) + (r0[2i+1] + r1[2i+1]), i < n.
+
+/// out[i] (+)= (r0[2i] + r1[2i]) + (r0[2i+1] + r1[2i+1]), i < n: the 2x2 sums of the upsampling
+/// backward. AVX2: vertical adds, a horizontal pair add and a lane permutation per 8 outputs; the
+/// tail runs the same arithmetic with masked loads and stores.
 DDPM_ALWAYS_INLINE void pair_sum_rows(const float* r0, const float* r1, std::size_t n, float* out,
                                       bool acc) {
   std::size_t i = 0;
 #if DDPM_CPU_SIMD_AVX2
+  const auto pairs = [](__m256 a, __m256 b) {  // [a0+a1, a2+a3, ..., b6+b7]
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(a, b)), 0xD8));
+  };
   for (; i + 8 <= n; i += 8) {
     const __m256 a = _mm256_add_ps(_mm256_loadu_ps(r0 + 2 * i), _mm256_loadu_ps(r1 + 2 * i));
     const __m256 b = _mm256_add_ps(_mm256_loadu_ps(r0 + 2 * i + 8), _mm256_loadu_ps(r1 + 2 * i + 8));
-    __m256 s = _mm256_castpd_ps(
-        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(a, b)), 0xD8));
+    __m256 s = pairs(a, b);
     if (acc) s = _mm256_add_ps(_mm256_loadu_ps(out + i), s);
     _mm256_storeu_ps(out + i, s);
   }
-#endif
+  if (i < n) {
+    const std::size_t r = n - i;  // 1..7 outputs from 2..14 inputs per row
+    const __m256i ma = first_lanes(std::min<std::size_t>(2 * r, 8));
+    const __m256i mb = first_lanes(2 * r > 8 ? 2 * r - 8 : 0);
+    const __m256 a = _mm256_add_ps(_mm256_maskload_ps(r0 + 2 * i, ma), _mm256_maskload_ps(r1 + 2 * i, ma));
+    const __m256 b =
+        _mm256_add_ps(_mm256_maskload_ps(r0 + 2 * i + 8, mb), _mm256_maskload_ps(r1 + 2 * i + 8, mb));
+    __m256 s = pairs(a, b);
+    if (acc) s = _mm256_add_ps(_mm256_maskload_ps(out + i, first_lanes(r)), s);
+    store_partial(s, out + i, r);
+  }
+#else
   for (; i < n; ++i) {
     const float s = (r0[2 * i] + r1[2 * i]) + (r0[2 * i + 1] + r1[2 * i + 1]);
     out[i] = acc ? out[i] + s : s;
   }
+#endif
 }
 
 }  // namespace ddpm::detail::cpu
