@@ -561,7 +561,7 @@ inline void dy_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) 
 /// dw += sum over images of corr(x, dy) for a 3x3 stride-1 pad-1 convolution (w: c_out x c_in x
 /// 3 x 3; x: n x c_in x h x w; dy: n x c_out x h x w), by Winograd. Deterministic: blocks of tiles
 /// of a size fixed by the shape are reduced in order; within a block each transform point's GEMM
-/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block).
+/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block), thread slot 1.
 inline void weight_gradient(Context& ctx, const Problem& p, const float* x, const float* dy,
                             float* dw) {
   using gemm::mr;
@@ -582,61 +582,67 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
     const std::size_t x_stride = point_stride(T * ld_x), d_stride = point_stride(T * ld_d);
     float* xt = ctx.shared_scratch(1, points * (x_stride + d_stride) + 64);
     float* dt = xt + points * x_stride;
-    const std::size_t tw = p.tiles_w(), per_image = tw * p.tiles_h(), hw = p.h * p.w;
+    const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
+    const std::size_t band_w = tw * m + 2;
     ctx.execute([&] {
       for (std::size_t b = 0; b < blocks; ++b) {
         const std::size_t t0 = b * T, nt = std::min(T, total - t0);
         // phase 1: transform the block's x patches and dy tiles, 8 channels of one tile at a
-        // time, parallel over tiles
+        // time, parallel over tile rows. Per group of 8 channels the rows a tile row reads are
+        // first copied into zero-padded bands: x bands hold image rows 4 ty - 1 .. 4 ty + 4 with
+        // band column c = image column c - 1; dy bands hold rows 4 ty .. 4 ty + 3, column c = c.
+        const std::size_t row0 = t0 / tw, bands = (t0 + nt - 1) / tw - row0 + 1;
         tbb::parallel_for(
-            tbb::blocked_range<std::size_t>(0, nt, 8),
+            tbb::blocked_range<std::size_t>(0, bands, 1),
             [&](const tbb::blocked_range<std::size_t>& r) {
-              alignas(64) float zero_patch[6 * 8] = {};
-              alignas(64) float edge[8][6 * 8];
-              for (std::size_t tl = r.begin(); tl != r.end(); ++tl) {
-                const std::size_t t = t0 + tl, rr = t % per_image, n = t / per_image;
-                const std::ptrdiff_t ty = std::ptrdiff_t((rr / tw) * m) - 1;
-                const std::ptrdiff_t tx = std::ptrdiff_t((rr % tw) * m) - 1;
+              float* bandbuf = ctx.thread_scratch(1, 9 * 6 * band_w);
+              float* zero_band = bandbuf + 8 * 6 * band_w;
+              std::fill_n(zero_band, 6 * band_w, 0.0f);
+              for (std::size_t bi = r.begin(); bi != r.end(); ++bi) {
+                const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
+                const std::size_t tx_lo = bi == 0 ? t0 % tw : 0;
+                const std::size_t tx_hi = bi + 1 == bands ? (t0 + nt - 1) % tw + 1 : tw;
                 for (int side = 0; side < 2; ++side) {
                   const bool is_x = side == 0;
                   const std::size_t chans = is_x ? ci_n : co_n, ld = is_x ? ld_x : ld_d;
+                  const std::size_t used = is_x ? cols : round_up(rows, 8);  // columns read
+                  const std::size_t band_rows = is_x ? 6 : 4;
+                  const std::ptrdiff_t first = std::ptrdiff_t(ty * m) - (is_x ? 1 : 0);
+                  const std::size_t shift = is_x ? 1 : 0;  // band column of image column 0
                   const float* base = (is_x ? x : dy) + n * chans * hw;
-                  const std::ptrdiff_t ext = is_x ? 6 : 4;
-                  const std::ptrdiff_t y0 = is_x ? ty : ty + 1, x0 = is_x ? tx : tx + 1;
-                  const bool in = y0 >= 0 && x0 >= 0 && y0 + ext <= std::ptrdiff_t(p.h) &&
-                                  x0 + ext <= std::ptrdiff_t(p.w);
-                  float* out = (is_x ? xt : dt) + tl * ld;
-                  const std::size_t used = is_x ? cols : round_up(rows, 8);  // columns the GEMM reads
+                  float* outp = is_x ? xt : dt;
                   for (std::size_t c0 = 0; c0 < used; c0 += 8) {
-                    PatchSrc src[8];
+                    const float* bands8[8];
                     for (std::size_t k = 0; k < 8; ++k) {
                       const std::size_t c = c0 + k;
                       if (c >= chans) {
-                        src[k] = PatchSrc{zero_patch, 8};
+                        bands8[k] = zero_band;
                         continue;
                       }
+                      float* band = bandbuf + k * 6 * band_w;
                       const float* plane = base + c * hw;
-                      if (in) {
-                        src[k] = PatchSrc{plane + std::size_t(y0) * p.w + std::size_t(x0), p.w};
-                        continue;
-                      }
-                      float* e = edge[k];
-                      for (std::ptrdiff_t i = 0; i < ext; ++i) {
-                        const std::ptrdiff_t yy = y0 + i;
-                        const bool row_in = yy >= 0 && yy < std::ptrdiff_t(p.h);
-                        for (std::ptrdiff_t j = 0; j < ext; ++j) {
-                          const std::ptrdiff_t xx = x0 + j;
-                          e[i * 8 + j] = (row_in && xx >= 0 && xx < std::ptrdiff_t(p.w))
-                                             ? plane[std::size_t(yy) * p.w + std::size_t(xx)]
-                                             : 0.0f;
+                      for (std::size_t rr = 0; rr < band_rows; ++rr) {
+                        float* d = band + rr * band_w;
+                        const std::ptrdiff_t yy = first + std::ptrdiff_t(rr);
+                        if (yy < 0 || yy >= std::ptrdiff_t(p.h)) {
+                          std::fill_n(d, band_w, 0.0f);
+                          continue;
                         }
+                        std::fill_n(d, shift, 0.0f);
+                        std::memcpy(d + shift, plane + std::size_t(yy) * p.w, p.w * sizeof(float));
+                        std::fill_n(d + shift + p.w, band_w - shift - p.w, 0.0f);
                       }
-                      src[k] = PatchSrc{e, 8};
+                      bands8[k] = band;
                     }
-                    if (is_x) {
-                      input_transform8(src, out + c0, x_stride);
-                    } else {
-                      dy_transform8(src, out + c0, d_stride);
+                    for (std::size_t tx = tx_lo; tx < tx_hi; ++tx) {
+                      const std::size_t tl = grow * tw + tx - t0;
+                      PatchSrc src[8];
+                      for (std::size_t k = 0; k < 8; ++k) src[k] = PatchSrc{bands8[k] + tx * m, band_w};
+                      if (is_x) {
+                        input_transform8(src, outp + tl * ld + c0, x_stride);
+                      } else {
+                        dy_transform8(src, outp + tl * ld + c0, d_stride);
+                      }
                     }
                   }
                 }
