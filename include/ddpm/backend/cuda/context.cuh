@@ -12,6 +12,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -56,6 +57,8 @@ class Context {
     std::uint64_t keep = UINT64_MAX;
     DDPM_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     DDPM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result), 4 * sizeof(double)));
+    DDPM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&staging_), staging_slots * staging_slot_bytes));
+    for (auto& e : staging_done_) DDPM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   }
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
@@ -91,6 +94,29 @@ class Context {
 
   void synchronize() const { DDPM_CUDA_CHECK(cudaStreamSynchronize(stream)); }
 
+  /// Host to device in stream order, through a ring of pinned staging slots: the host buffer may be
+  /// reused when the call returns (a copy from pageable memory with cudaMemcpyAsync is only
+  /// documented as "might be synchronous"), and small copies do not wait for the queued kernels.
+  /// A slot is reused once the event recorded after its last copy has completed.
+  void upload(void* dst, const void* src, std::size_t bytes) {
+    auto* d = static_cast<unsigned char*>(dst);
+    const auto* s = static_cast<const unsigned char*>(src);
+    while (bytes) {
+      const std::size_t n = bytes < staging_slot_bytes ? bytes : staging_slot_bytes;
+      const std::size_t k = staging_next_;
+      staging_next_ = (staging_next_ + 1) % staging_slots;
+      if (staging_used_[k]) DDPM_CUDA_CHECK(cudaEventSynchronize(staging_done_[k]));
+      unsigned char* buf = staging_ + k * staging_slot_bytes;
+      std::memcpy(buf, s, n);
+      DDPM_CUDA_CHECK(cudaMemcpyAsync(d, buf, n, cudaMemcpyHostToDevice, stream));
+      DDPM_CUDA_CHECK(cudaEventRecord(staging_done_[k], stream));
+      staging_used_[k] = true;
+      d += n;
+      s += n;
+      bytes -= n;
+    }
+  }
+
   const int device;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
@@ -103,8 +129,14 @@ class Context {
     void* ptr = nullptr;
     std::size_t bytes = 0;
   };
+  static constexpr std::size_t staging_slots = 32;
+  static constexpr std::size_t staging_slot_bytes = std::size_t{128} << 10;  // 4 MiB pinned in all
   std::array<Buffer, slot::count> scratch_{};
   bool tf32_ = false;
+  unsigned char* staging_ = nullptr;
+  std::array<cudaEvent_t, staging_slots> staging_done_{};
+  std::array<bool, staging_slots> staging_used_{};
+  std::size_t staging_next_ = 0;
 };
 
 /// The context of a backend tag.
@@ -215,8 +247,7 @@ void Runtime<D>::deallocate(void* p) noexcept {
 
 template <class D>
 void Runtime<D>::copy_from_host(void* dst, const void* src, std::size_t bytes) {
-  // From pageable memory the source is staged before the call returns, so the caller may reuse it.
-  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, current_context().stream));
+  current_context().upload(dst, src, bytes);
 }
 
 template <class D>

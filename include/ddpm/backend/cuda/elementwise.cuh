@@ -518,7 +518,7 @@ void Kernels<D>::timestep_embedding(const Be& be, CIV t, FV out) {
     const float cst = static_cast<float>(-9.210340371976184);  // -ln(10000)
     const float denom = static_cast<float>(half > 1 ? half - 1 : 1);
     for (std::size_t i = 0; i < half; ++i) f[i] = std::exp(cst * static_cast<float>(i) / denom);
-    DDPM_CUDA_CHECK(cudaMemcpyAsync(freq, f.data(), half * sizeof(float), cudaMemcpyHostToDevice, c.stream));
+    c.upload(freq, f.data(), half * sizeof(float));
     c.freq_half = int(half);
   }
   launch_rows(c.stream, N, D_, TimestepOp{t.data(), freq, out.data(), unsigned(D_), unsigned(half)});
