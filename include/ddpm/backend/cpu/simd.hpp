@@ -271,7 +271,6 @@ inline double sum_span(std::size_t n, G&& g, const In*... in) {
 /// n + 127, i.e. the exponent field of 2^n), reduction by ln 2 in two parts, degree-5 polynomial;
 /// about 1 ulp.
 DDPM_ALWAYS_INLINE fbatch exp(fbatch x) {
-  using ibatch = xsimd::batch<std::int32_t>;
   x = xsimd::min(xsimd::max(x, fbatch(-87.3365447504f)), fbatch(88.3762626647949f));
   const fbatch magic(12582912.0f + 127.0f);  // 1.5 * 2^23 + exponent bias
   const fbatch t = xsimd::fma(x, fbatch(1.44269504088896341f), magic);
@@ -285,7 +284,7 @@ DDPM_ALWAYS_INLINE fbatch exp(fbatch x) {
   y = xsimd::fma(y, r, fbatch(1.6666665459e-1f));
   y = xsimd::fma(y, r, fbatch(5.0000001201e-1f));
   y = xsimd::fma(y, r * r, r) + fbatch(1.0f);
-  return y * xsimd::bitwise_cast<fbatch>(xsimd::bitwise_cast<ibatch>(t) << 23);
+  return y * detail::bitwise_cast<float>(detail::bitwise_cast<std::int32_t>(t) << 23);
 }
 /// 1 / d for d in [1, 3e38] (the denominators of sigmoid): AVX2 approximate reciprocal refined by
 /// one Newton step (within 1-2 ulp, and faster than the divider); exact division elsewhere.
