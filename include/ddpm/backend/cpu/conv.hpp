@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
 // ddpm/backend/cpu/conv.hpp — 2-D convolution on the CPU (forward, backward-data, backward-weight)
-// on raw NCHW pointers, dispatching per shape to implicit-im2col GEMM or Winograd F(4x4,3x3).
+// on raw NCHW pointers, dispatching per shape to implicit-im2col GEMM, Winograd F(4x4,3x3) or
+// direct loops.
+//
+// Scratch (Context): during a call these functions use thread slots 0-3 and shared slots 0, 1 and
+// 3; nothing is kept between calls (transformed weights are recomputed each call, so callers may
+// pass different weights every time). Call them from outside parallel regions only.
 #pragma once
 
 #include <algorithm>

@@ -57,50 +57,81 @@ struct Problem {
 }
 
 /// Transforms the weights of output channels [co0, co1) into u, laid out per point xi as the
-/// GEMM's packed A operand: u[xi][co / 6][ci][co % 6] (rows past c_out are zero).
+/// GEMM's packed A operand: u[xi][co / 6][ci][co % 6] (rows past c_out are zero). co0 and co1 are
+/// multiples of 6 (or co1 = c_out_padded).
 inline void transform_weights(const Problem& p, const float* w, float* u, std::size_t co0,
                               std::size_t co1) noexcept {
-  const std::size_t cop = c_out_padded(p), ci_n = p.c_in;
-  for (std::size_t co = co0; co < co1; ++co) {
+  constexpr std::size_t mr = gemm::mr;
+  const std::size_t cop = c_out_padded(p), ci_n = p.c_in, panels = cop / mr;
+  for (std::size_t panel = co0 / mr; panel < co1 / mr; ++panel) {
     for (std::size_t ci = 0; ci < ci_n; ++ci) {
-      float g[3][3];
-      if (co >= p.c_out) {
-        for (auto& row : g)
-          for (float& v : row) v = 0.0f;
-      } else if (!p.transposed_weights) {
-        const float* src = w + (co * ci_n + ci) * 9;
-        for (std::size_t i = 0; i < 3; ++i)
-          for (std::size_t j = 0; j < 3; ++j) g[i][j] = src[i * 3 + j];
-      } else {
-        const float* src = w + (ci * p.c_out + co) * 9;
-        for (std::size_t i = 0; i < 3; ++i)
-          for (std::size_t j = 0; j < 3; ++j) g[i][j] = src[(2 - i) * 3 + (2 - j)];
-      }
-      // t = G g (6 x 3), then t G^T (6 x 6)
-      float t[6][3];
-      for (std::size_t j = 0; j < 3; ++j) {
-        const float g0 = g[0][j], g1 = g[1][j], g2 = g[2][j];
-        t[0][j] = g0 * 0.25f;
-        t[1][j] = (g0 + g1 + g2) * (-1.0f / 6.0f);
-        t[2][j] = (g0 - g1 + g2) * (-1.0f / 6.0f);
-        t[3][j] = g0 * (1.0f / 24.0f) + g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f);
-        t[4][j] = g0 * (1.0f / 24.0f) - g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f);
-        t[5][j] = g2;
-      }
-      const std::size_t panel = co / gemm::mr, lane = co % gemm::mr;
-      for (std::size_t a = 0; a < 6; ++a) {
-        const float g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
-        const float r[6] = {g0 * 0.25f,
-                            (g0 + g1 + g2) * (-1.0f / 6.0f),
-                            (g0 - g1 + g2) * (-1.0f / 6.0f),
-                            g0 * (1.0f / 24.0f) + g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f),
-                            g0 * (1.0f / 24.0f) - g1 * (1.0f / 12.0f) + g2 * (1.0f / 6.0f),
-                            g2};
-        for (std::size_t b = 0; b < 6; ++b) {
-          const std::size_t xi = a * 6 + b;
-          u[((xi * (cop / gemm::mr) + panel) * ci_n + ci) * gemm::mr + lane] = r[b];
+      // g[i*3 + j][lane]: the 3x3 kernel of output channel panel*6 + lane (lanes 6, 7 unused)
+      alignas(32) float g[9][8] = {};
+      for (std::size_t lane = 0; lane < mr; ++lane) {
+        const std::size_t co = panel * mr + lane;
+        if (co >= p.c_out) continue;
+        if (!p.transposed_weights) {
+          const float* src = w + (co * ci_n + ci) * 9;
+          for (std::size_t q = 0; q < 9; ++q) g[q][lane] = src[q];
+        } else {
+          const float* src = w + (ci * p.c_out + co) * 9;
+          for (std::size_t q = 0; q < 9; ++q) g[q][lane] = src[8 - q];
         }
       }
+      float* dst = u + (panel * ci_n + ci) * mr;
+      const std::size_t xi_stride = panels * ci_n * mr;
+#if DDPM_CPU_GEMM_AVX2
+      const __m256 c4 = _mm256_set1_ps(0.25f), c6 = _mm256_set1_ps(1.0f / 6.0f),
+                   c12 = _mm256_set1_ps(1.0f / 12.0f), c24 = _mm256_set1_ps(1.0f / 24.0f);
+      // rows of G applied to a column (v0, v1, v2)
+      auto apply_g = [&](__m256 v0, __m256 v1, __m256 v2, __m256* r) {
+        const __m256 s02 = _mm256_add_ps(v0, v2);
+        const __m256 e = _mm256_fmadd_ps(v0, c24, _mm256_mul_ps(v2, c6));
+        r[0] = _mm256_mul_ps(v0, c4);
+        r[1] = _mm256_mul_ps(_mm256_add_ps(s02, v1), _mm256_sub_ps(_mm256_setzero_ps(), c6));
+        r[2] = _mm256_mul_ps(_mm256_sub_ps(s02, v1), _mm256_sub_ps(_mm256_setzero_ps(), c6));
+        r[3] = _mm256_fmadd_ps(v1, c12, e);
+        r[4] = _mm256_fnmadd_ps(v1, c12, e);
+        r[5] = v2;
+      };
+      __m256 t[3][6];  // t[j][a] = (G g)[a][j]
+      for (std::size_t j = 0; j < 3; ++j)
+        apply_g(_mm256_load_ps(g[j]), _mm256_load_ps(g[3 + j]), _mm256_load_ps(g[6 + j]), t[j]);
+      for (std::size_t a = 0; a < 6; ++a) {
+        __m256 r[6];
+        apply_g(t[0][a], t[1][a], t[2][a], r);
+        for (std::size_t b = 0; b < 6; ++b) {
+          float* o = dst + (a * 6 + b) * xi_stride;
+          _mm_storeu_ps(o, _mm256_castps256_ps128(r[b]));
+          _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), _mm256_extractf128_ps(r[b], 1));
+        }
+      }
+#else
+      for (std::size_t lane = 0; lane < mr; ++lane) {
+        float t[6][3];  // G g
+        for (std::size_t j = 0; j < 3; ++j) {
+          const float g0 = g[j][lane], g1 = g[3 + j][lane], g2 = g[6 + j][lane];
+          const float e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f);
+          t[0][j] = g0 * 0.25f;
+          t[1][j] = ((g0 + g2) + g1) * (-1.0f / 6.0f);
+          t[2][j] = ((g0 + g2) - g1) * (-1.0f / 6.0f);
+          t[3][j] = g1 * (1.0f / 12.0f) + e;
+          t[4][j] = e - g1 * (1.0f / 12.0f);
+          t[5][j] = g2;
+        }
+        for (std::size_t a = 0; a < 6; ++a) {
+          const float g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
+          const float e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f);
+          const float r[6] = {g0 * 0.25f,
+                              ((g0 + g2) + g1) * (-1.0f / 6.0f),
+                              ((g0 + g2) - g1) * (-1.0f / 6.0f),
+                              g1 * (1.0f / 12.0f) + e,
+                              e - g1 * (1.0f / 12.0f),
+                              g2};
+          for (std::size_t b = 0; b < 6; ++b) dst[(a * 6 + b) * xi_stride + lane] = r[b];
+        }
+      }
+#endif
     }
   }
 }
