@@ -698,31 +698,64 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
       }
     });
   }
-  // dw[co][ci] += G^T Mw G, parallel over output channels
+  // dw[co][ci] += G^T Mw G, parallel over output channels; 8 input channels per vector
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, co_n, 4),
         [&](const tbb::blocked_range<std::size_t>& r) {
           const std::size_t stride = rows * ld_x;
           for (std::size_t co = r.begin(); co != r.end(); ++co) {
-            for (std::size_t ci = 0; ci < ci_n; ++ci) {
-              const float* mw = acc + co * ld_x + ci;
-              float t[3][6];  // G^T Mw
+            for (std::size_t ci0 = 0; ci0 < ci_n; ci0 += 8) {
+              const float* mw = acc + co * ld_x + ci0;  // mw[xi * stride + lane]
+              alignas(32) float res[9][8];              // res[a*3 + b][lane]
+#if DDPM_CPU_GEMM_AVX2
+              const __m256 c4 = _mm256_set1_ps(0.25f), c6 = _mm256_set1_ps(1.0f / 6.0f),
+                           c12 = _mm256_set1_ps(1.0f / 12.0f), c24 = _mm256_set1_ps(1.0f / 24.0f);
+              // rows of G^T applied to (m0 .. m5)
+              auto apply_gt = [&](const __m256* m, __m256* o) {
+                const __m256 s12 = _mm256_add_ps(m[1], m[2]), s34 = _mm256_add_ps(m[3], m[4]);
+                o[0] = _mm256_fmadd_ps(m[0], c4, _mm256_fmsub_ps(s34, c24, _mm256_mul_ps(s12, c6)));
+                o[1] = _mm256_fmadd_ps(_mm256_sub_ps(m[2], m[1]), c6,
+                                       _mm256_mul_ps(_mm256_sub_ps(m[3], m[4]), c12));
+                o[2] = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(s34, s12), c6), m[5]);
+              };
+              __m256 t[6][3];  // t[b][a] = (G^T Mw)[a][b]
               for (std::size_t b = 0; b < 6; ++b) {
-                const float m0 = mw[(0 * 6 + b) * stride], m1 = mw[(1 * 6 + b) * stride];
-                const float m2 = mw[(2 * 6 + b) * stride], m3 = mw[(3 * 6 + b) * stride];
-                const float m4 = mw[(4 * 6 + b) * stride], m5 = mw[(5 * 6 + b) * stride];
-                t[0][b] = m0 * 0.25f - (m1 + m2) * (1.0f / 6.0f) + (m3 + m4) * (1.0f / 24.0f);
-                t[1][b] = (m2 - m1) * (1.0f / 6.0f) + (m3 - m4) * (1.0f / 12.0f);
-                t[2][b] = (m3 + m4) * (1.0f / 6.0f) - (m1 + m2) * (1.0f / 6.0f) + m5;
+                __m256 m[6];
+                for (std::size_t a = 0; a < 6; ++a) m[a] = _mm256_loadu_ps(mw + (a * 6 + b) * stride);
+                apply_gt(m, t[b]);
               }
-              float* d = dw + (co * ci_n + ci) * 9;
               for (std::size_t a = 0; a < 3; ++a) {
-                const float m0 = t[a][0], m1 = t[a][1], m2 = t[a][2], m3 = t[a][3], m4 = t[a][4],
-                            m5 = t[a][5];
-                d[a * 3 + 0] += m0 * 0.25f - (m1 + m2) * (1.0f / 6.0f) + (m3 + m4) * (1.0f / 24.0f);
-                d[a * 3 + 1] += (m2 - m1) * (1.0f / 6.0f) + (m3 - m4) * (1.0f / 12.0f);
-                d[a * 3 + 2] += (m3 + m4) * (1.0f / 6.0f) - (m1 + m2) * (1.0f / 6.0f) + m5;
+                const __m256 m[6] = {t[0][a], t[1][a], t[2][a], t[3][a], t[4][a], t[5][a]};
+                __m256 o[3];
+                apply_gt(m, o);
+                for (std::size_t b = 0; b < 3; ++b) _mm256_store_ps(res[a * 3 + b], o[b]);
+              }
+#else
+              for (std::size_t l = 0; l < 8; ++l) {
+                auto apply_gt = [](const float* m, float* o) {
+                  const float s12 = m[1] + m[2], s34 = m[3] + m[4];
+                  o[0] = m[0] * 0.25f + (s34 * (1.0f / 24.0f) - s12 * (1.0f / 6.0f));
+                  o[1] = (m[2] - m[1]) * (1.0f / 6.0f) + (m[3] - m[4]) * (1.0f / 12.0f);
+                  o[2] = (s34 - s12) * (1.0f / 6.0f) + m[5];
+                };
+                float t[6][3];
+                for (std::size_t b = 0; b < 6; ++b) {
+                  float m[6];
+                  for (std::size_t a = 0; a < 6; ++a) m[a] = mw[(a * 6 + b) * stride + l];
+                  apply_gt(m, t[b]);
+                }
+                for (std::size_t a = 0; a < 3; ++a) {
+                  const float m[6] = {t[0][a], t[1][a], t[2][a], t[3][a], t[4][a], t[5][a]};
+                  float o[3];
+                  apply_gt(m, o);
+                  for (std::size_t b = 0; b < 3; ++b) res[a * 3 + b][l] = o[b];
+                }
+              }
+#endif
+              for (std::size_t l = 0; l < 8 && ci0 + l < ci_n; ++l) {
+                float* d = dw + (co * ci_n + ci0 + l) * 9;
+                for (std::size_t q = 0; q < 9; ++q) d[q] += res[q][l];
               }
             }
           }
