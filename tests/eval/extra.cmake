@@ -1,0 +1,10 @@
+# ddpm_tests_eval[_slow] read IDX data and safetensors (ddpm::io).
+foreach(t ddpm_tests_eval ddpm_tests_eval_slow)
+  if(TARGET ${t})
+    if(DDPM_HAVE_IO)
+      target_link_libraries(${t} PRIVATE ddpm::io)
+    else()
+      message(WARNING "ddpm: ${t} needs ddpm::io (zlib1g-dev, libgif-dev, libstb-dev, nlohmann-json3-dev)")
+    endif()
+  endif()
+endforeach()
