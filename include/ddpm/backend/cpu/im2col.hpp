@@ -165,6 +165,22 @@ inline void pack_b_xt(const Conv2dShape& s, const float* x, std::size_t q0, std:
                       std::size_t j0, std::size_t n, float* dst, float* tmp, Run* runs) noexcept {
   using gemm::nr;
   const std::size_t kk2 = s.kernel * s.kernel, hw = s.h * s.w;
+  if (s.kernel == 1 && s.stride == 1 && s.pad == 0) {  // B[q][ci] = x[n][ci][hw]: rows of x
+    for (std::size_t jp = 0; jp < n; jp += nr) {
+      const std::size_t nn = std::min(nr, n - jp);
+      std::size_t at = 0;
+      while (at < k) {  // one segment per image
+        const std::size_t q = q0 + at, img = q / hw, pos = q % hw;
+        const std::size_t len = std::min(k - at, hw - pos);
+        const float* cols[nr];
+        for (std::size_t j = 0; j < nn; ++j) cols[j] = x + (img * s.c_in + j0 + jp + j) * hw + pos;
+        gemm::pack_b_panel_from_columns(cols, nn, len, dst + at * nr);
+        at += len;
+      }
+      dst += k * nr;
+    }
+    return;
+  }
   const std::size_t nruns = split_runs(s, q0, k, runs);
   for (std::size_t jp = 0; jp < n; jp += nr) {
     const std::size_t nn = std::min(nr, n - jp);
