@@ -255,3 +255,27 @@ TEST_CASE("cpu conv2d: Conv2dShape output sizes") {
   CHECK(Conv2dShape{1, 1, 7, 9, 1, 3, 2, 1}.w_out() == 5);
   CHECK(Conv2dShape{1, 1, 7, 7, 1, 1, 1, 0}.w_out() == 7);
 }
+
+TEST_CASE("cpu conv2d: no allocation in steady state (scratch grows once)") {
+  // One thread, so the same worker runs every task and the second call of each kind must find
+  // all its scratch already large enough.
+  Context ctx(1);
+  for (const Conv2dShape& s : {Conv2dShape{2, 16, 12, 12, 24, 3, 1, 1},
+                               Conv2dShape{2, 16, 12, 12, 24, 3, 2, 1},
+                               Conv2dShape{2, 16, 12, 12, 24, 1, 1, 0},
+                               Conv2dShape{2, 3, 12, 12, 24, 3, 1, 1},
+                               Conv2dShape{2, 24, 12, 12, 3, 3, 1, 1}}) {
+    const Data d(s);
+    std::vector<float> y(d.y_size()), dx(d.x_size()), dw(d.w_size()), db(s.c_out);
+    auto all = [&] {
+      conv2d_forward(ctx, s, d.x.data(), d.w.data(), d.b.data(), y.data());
+      conv2d_backward_data(ctx, s, d.w.data(), d.dy.data(), dx.data(), false);
+      conv2d_backward_weight(ctx, s, d.x.data(), d.dy.data(), dw.data(), db.data());
+    };
+    all();
+    const std::size_t before = ddpm::detail::tensor_allocation_count().load();
+    all();
+    all();
+    CHECK(ddpm::detail::tensor_allocation_count().load() == before);
+  }
+}
