@@ -5,13 +5,15 @@
 //   anime_faces sample --checkpoint runs/anime/checkpoint.safetensors
 //
 // Writes into --out: loss.csv, loss.png, checkpoint.safetensors, and a 5x5 grid.png and
-// denoise.gif after training (and from `sample`). CPU backend.
+// denoise.gif after training (and from `sample`). CPU backend, or CUDA with --backend cuda (builds
+// with nvcc).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 
 #include <oneapi/tbb/global_control.h>
 
@@ -20,6 +22,9 @@
 #include <ddpm/io/idx.hpp>
 #include <ddpm/io/image.hpp>
 #include <ddpm/train/trainer.hpp>
+#if defined(DDPM_EXAMPLE_HAVE_CUDA)
+#include <ddpm/backend/cuda.hpp>
+#endif
 
 #include "../common/model_options.hpp"
 #include "../common/outputs.hpp"
@@ -45,7 +50,8 @@ struct SampleArgs {
   }
 };
 
-static void sample_and_write(ddpm::Model<float, Backend>& model, const SampleArgs& a, const fs::path& out) {
+template <class B>
+static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, const fs::path& out) {
   ddpm::SampleOptions o;
   o.num_samples = a.count;
   o.seed = a.seed;
@@ -73,6 +79,9 @@ int main(int argc, char** argv) try {
   app.require_subcommand(1);
   int threads = 0;
   app.add_option("--threads", threads, "worker threads (0 = all cores)")->capture_default_str();
+  std::string backend = "cpu";
+  app.add_option("--backend", backend, "cpu, or cuda (GPU 0; builds with nvcc)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
 
   auto* train = app.add_subcommand("train", "train, then sample a 5x5 grid and a GIF");
   examples::ModelOptions mo;
@@ -118,58 +127,77 @@ int main(int argc, char** argv) try {
   sb.add_options(*sample);
 
   CLI11_PARSE(app, argc, argv);
-  Backend be(threads);
-  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, std::size_t(be.threads()));
+  Backend cpu(threads);
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, std::size_t(cpu.threads()));
+  auto threads_of = [&](const auto& be) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(be)>, Backend>)
+      return std::to_string(be.threads()) + " threads";
+    else
+      return std::string("CUDA device ") + std::to_string(be.device());
+  };
+  // The rest runs on the chosen backend (one instantiation per backend).
+  auto run = [&](auto& be) -> int {
+    using B = std::remove_cvref_t<decltype(be)>;
 
-  if (*train) {
-    if (data_dir.empty() == idx_file.empty())
-      throw std::invalid_argument("give exactly one of --data DIR (a folder of images) or --idx FILE");
-    ddpm::io::ImageDataset data = !idx_file.empty()
-                                      ? ddpm::io::load_idx_images(idx_file)
-                                      : ddpm::io::load_image_folder(data_dir, image_size, 3, !no_crop, max_images);
-    if (!idx_file.empty() && max_images && max_images < data.n) {
-      data.n = max_images;
-      data.pixels.resize(data.n * data.c * data.h * data.w);
+    if (*train) {
+      if (data_dir.empty() == idx_file.empty())
+        throw std::invalid_argument("give exactly one of --data DIR (a folder of images) or --idx FILE");
+      ddpm::io::ImageDataset data = !idx_file.empty()
+                                        ? ddpm::io::load_idx_images(idx_file)
+                                        : ddpm::io::load_image_folder(data_dir, image_size, 3, !no_crop, max_images);
+      if (!idx_file.empty() && max_images && max_images < data.n) {
+        data.n = max_images;
+        data.pixels.resize(data.n * data.c * data.h * data.w);
+      }
+      if (data.h != data.w) throw std::invalid_argument("--idx: images must be square, got " + std::to_string(data.h) + "x" + std::to_string(data.w));
+      data.labels.clear();
+      mo.unet.in_channels = data.c;
+      mo.unet.image_size = data.h;
+      mo.unet.num_classes = 0;
+      std::printf("data: %zu images %zux%zux%zu\n", data.n, data.c, data.h, data.w);
+      auto model = examples::make_model(mo, be);
+      std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %s\n", mo.schedule.c_str(), mo.target.c_str(),
+                  mo.loss.c_str(), mo.timesteps, model->net().num_parameters(), threads_of(be).c_str());
+      tc.max_steps = max_steps;
+      tc.minutes = minutes;
+      tc.epochs = epochs;
+      tc.out_dir = out_dir;
+      tc.hflip = !no_flip;
+      tc.sample_count = 16;
+      tc.checkpoint_metadata = mo.to_metadata();
+      ddpm::Trainer<float, B> trainer(*model, tc);
+      const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
+      if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
+      if (!resume.empty()) {
+        const auto ck = trainer.resume(resume);
+        std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
+      }
+      const auto s = trainer.fit(data);
+      std::printf("trained steps %llu..%llu in %.0f s: %.2f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
+                  (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,
+                  s.final_loss, s.loss_avg100, s.interrupted ? " [interrupted]" : "");
+      if (s.interrupted) return 130;
+      if (trainer.ema()) trainer.ema()->swap();
+      SampleArgs gif = sa;
+      sample_and_write(*model, gif, out_dir);
+      return 0;
     }
-    if (data.h != data.w) throw std::invalid_argument("--idx: images must be square, got " + std::to_string(data.h) + "x" + std::to_string(data.w));
-    data.labels.clear();
-    mo.unet.in_channels = data.c;
-    mo.unet.image_size = data.h;
-    mo.unet.num_classes = 0;
-    std::printf("data: %zu images %zux%zux%zu\n", data.n, data.c, data.h, data.w);
-    auto model = examples::make_model(mo, be);
-    std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %d threads\n", mo.schedule.c_str(), mo.target.c_str(),
-                mo.loss.c_str(), mo.timesteps, model->net().num_parameters(), be.threads());
-    tc.max_steps = max_steps;
-    tc.minutes = minutes;
-    tc.epochs = epochs;
-    tc.out_dir = out_dir;
-    tc.hflip = !no_flip;
-    tc.sample_count = 16;
-    tc.checkpoint_metadata = mo.to_metadata();
-    ddpm::Trainer<float, Backend> trainer(*model, tc);
-    const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
-    if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
-    if (!resume.empty()) {
-      const auto ck = trainer.resume(resume);
-      std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
-    }
-    const auto s = trainer.fit(data);
-    std::printf("trained steps %llu..%llu in %.0f s: %.2f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
-                (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,
-                s.final_loss, s.loss_avg100, s.interrupted ? " [interrupted]" : "");
-    if (s.interrupted) return 130;
-    if (trainer.ema()) trainer.ema()->swap();
-    SampleArgs gif = sa;
-    sample_and_write(*model, gif, out_dir);
+    const auto meta = ddpm::io::SafeTensorsFile::load(ckpt).metadata();
+    const auto opts = examples::ModelOptions::from_metadata(meta, ckpt);
+    auto model = examples::make_model(opts, be);
+    ddpm::load_checkpoint(ckpt, *model, nullptr, nullptr, !sb.raw_weights);
+    sample_and_write(*model, sb, sample_out.empty() ? fs::path(ckpt).parent_path() / "sample" : fs::path(sample_out));
     return 0;
+  };
+  if (backend == "cuda") {
+#if defined(DDPM_EXAMPLE_HAVE_CUDA)
+    ddpm::backend::Cuda gpu;
+    return run(gpu);
+#else
+    throw std::invalid_argument("--backend cuda: this build has no CUDA backend (configure with nvcc and -DDDPM_ENABLE_CUDA=ON)");
+#endif
   }
-  const auto meta = ddpm::io::SafeTensorsFile::load(ckpt).metadata();
-  const auto opts = examples::ModelOptions::from_metadata(meta, ckpt);
-  auto model = examples::make_model(opts, be);
-  ddpm::load_checkpoint(ckpt, *model, nullptr, nullptr, !sb.raw_weights);
-  sample_and_write(*model, sb, sample_out.empty() ? fs::path(ckpt).parent_path() / "sample" : fs::path(sample_out));
-  return 0;
+  return run(cpu);
 } catch (const std::exception& e) {
   std::fprintf(stderr, "anime_faces: error: %s\n", e.what());
   return 1;

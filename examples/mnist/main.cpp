@@ -1,4 +1,5 @@
-// examples/mnist — class-conditional DDPM on MNIST-format digits, on the SIMD CPU backend.
+// examples/mnist — class-conditional DDPM on MNIST-format digits, on the SIMD CPU backend (or
+// CUDA with --backend cuda, in builds with nvcc).
 //
 //   mnist train                       # 10 minutes on the digits bundled in data/mnist10k
 //   mnist train --data DIR --minutes 30 --schedule linear --target x0 --loss huber
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 
 #include <oneapi/tbb/global_control.h>
 
@@ -18,6 +20,9 @@
 #include <ddpm/ddpm.hpp>
 #include <ddpm/io/idx.hpp>
 #include <ddpm/train/trainer.hpp>
+#if defined(DDPM_EXAMPLE_HAVE_CUDA)
+#include <ddpm/backend/cuda.hpp>
+#endif
 
 #include "../common/model_options.hpp"
 #include "../common/outputs.hpp"
@@ -61,7 +66,8 @@ struct SampleArgs {
   }
 };
 
-static void sample_and_write(ddpm::Model<float, Backend>& model, const SampleArgs& a, const fs::path& out,
+template <class B>
+static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, const fs::path& out,
                              std::size_t classes) {
   ddpm::SampleOptions o;
   o.seed = a.seed;
@@ -98,6 +104,9 @@ int main(int argc, char** argv) try {
   app.require_subcommand(1);
   int threads = 0;
   app.add_option("--threads", threads, "worker threads (0 = all cores)")->capture_default_str();
+  std::string backend = "cpu";
+  app.add_option("--backend", backend, "cpu, or cuda (GPU 0; builds with nvcc)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
 
   // ---- train
   auto* train = app.add_subcommand("train", "train, then sample a grid, a GIF and intermediates");
@@ -142,53 +151,72 @@ int main(int argc, char** argv) try {
   sb.add_options(*sample);
 
   CLI11_PARSE(app, argc, argv);
-  Backend be(threads);
-  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, std::size_t(be.threads()));
+  Backend cpu(threads);
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, std::size_t(cpu.threads()));
+  auto threads_of = [&](const auto& be) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(be)>, Backend>)
+      return std::to_string(be.threads()) + " threads";
+    else
+      return std::string("CUDA device ") + std::to_string(be.device());
+  };
+  // The rest runs on the chosen backend (one instantiation per backend).
+  auto run = [&](auto& be) -> int {
+    using B = std::remove_cvref_t<decltype(be)>;
 
-  if (*train) {
-    const auto data = ddpm::io::load_mnist_dir(data_dir, "train");
-    mo.unet.in_channels = data.c;
-    mo.unet.image_size = data.h;
-    std::size_t classes = 0;
-    for (auto y : data.labels) classes = std::max<std::size_t>(classes, std::size_t(y) + 1);
-    mo.unet.num_classes = std::max<std::size_t>(classes, 1);
-    std::printf("data: %zu images %zux%zux%zu, %zu classes, from %s\n", data.n, data.c, data.h, data.w,
-                mo.unet.num_classes, data_dir.c_str());
-    auto model = examples::make_model(mo, be);
-    std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %d threads\n", mo.schedule.c_str(), mo.target.c_str(),
-                mo.loss.c_str(), mo.timesteps, model->net().num_parameters(), be.threads());
-    tc.max_steps = max_steps;
-    tc.epochs = epochs;
-    tc.minutes = minutes;
-    tc.out_dir = out_dir;
-    tc.checkpoint_metadata = mo.to_metadata();
-    tc.sample_sampler = ddpm::sampler::Ddim{.steps = 50};
-    tc.sample_guidance = sa.guidance;
-    ddpm::Trainer<float, Backend> trainer(*model, tc);
-    const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
-    if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
-    if (!resume.empty()) {
-      const auto ck = trainer.resume(resume);
-      std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
+    if (*train) {
+      const auto data = ddpm::io::load_mnist_dir(data_dir, "train");
+      mo.unet.in_channels = data.c;
+      mo.unet.image_size = data.h;
+      std::size_t classes = 0;
+      for (auto y : data.labels) classes = std::max<std::size_t>(classes, std::size_t(y) + 1);
+      mo.unet.num_classes = std::max<std::size_t>(classes, 1);
+      std::printf("data: %zu images %zux%zux%zu, %zu classes, from %s\n", data.n, data.c, data.h, data.w,
+                  mo.unet.num_classes, data_dir.c_str());
+      auto model = examples::make_model(mo, be);
+      std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %s\n", mo.schedule.c_str(), mo.target.c_str(),
+                  mo.loss.c_str(), mo.timesteps, model->net().num_parameters(), threads_of(be).c_str());
+      tc.max_steps = max_steps;
+      tc.epochs = epochs;
+      tc.minutes = minutes;
+      tc.out_dir = out_dir;
+      tc.checkpoint_metadata = mo.to_metadata();
+      tc.sample_sampler = ddpm::sampler::Ddim{.steps = 50};
+      tc.sample_guidance = sa.guidance;
+      ddpm::Trainer<float, B> trainer(*model, tc);
+      const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
+      if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
+      if (!resume.empty()) {
+        const auto ck = trainer.resume(resume);
+        std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
+      }
+      const auto s = trainer.fit(data);
+      std::printf("trained steps %llu..%llu in %.0f s: %.1f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
+                  (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,
+                  s.final_loss, s.loss_avg100, s.interrupted ? " [interrupted]" : "");
+      if (s.interrupted) return 130;
+      if (trainer.ema()) trainer.ema()->swap();  // sample with the EMA weights
+      sample_and_write(*model, sa, out_dir, mo.unet.num_classes);
+      std::printf("wrote %s/loss.png and %s/loss.csv\n", out_dir.c_str(), out_dir.c_str());
+      return 0;
     }
-    const auto s = trainer.fit(data);
-    std::printf("trained steps %llu..%llu in %.0f s: %.1f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
-                (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,
-                s.final_loss, s.loss_avg100, s.interrupted ? " [interrupted]" : "");
-    if (s.interrupted) return 130;
-    if (trainer.ema()) trainer.ema()->swap();  // sample with the EMA weights
-    sample_and_write(*model, sa, out_dir, mo.unet.num_classes);
-    std::printf("wrote %s/loss.png and %s/loss.csv\n", out_dir.c_str(), out_dir.c_str());
+    // sample
+    const auto meta = ddpm::io::SafeTensorsFile::load(ckpt).metadata();
+    const auto opts = examples::ModelOptions::from_metadata(meta, ckpt);
+    auto model = examples::make_model(opts, be);
+    ddpm::load_checkpoint(ckpt, *model, nullptr, nullptr, /*ema_into_weights=*/!sb.raw_weights);
+    sample_and_write(*model, sb, sample_out.empty() ? fs::path(ckpt).parent_path() / "sample" : fs::path(sample_out),
+                     opts.unet.num_classes);
     return 0;
+  };
+  if (backend == "cuda") {
+#if defined(DDPM_EXAMPLE_HAVE_CUDA)
+    ddpm::backend::Cuda gpu;
+    return run(gpu);
+#else
+    throw std::invalid_argument("--backend cuda: this build has no CUDA backend (configure with nvcc and -DDDPM_ENABLE_CUDA=ON)");
+#endif
   }
-  // sample
-  const auto meta = ddpm::io::SafeTensorsFile::load(ckpt).metadata();
-  const auto opts = examples::ModelOptions::from_metadata(meta, ckpt);
-  auto model = examples::make_model(opts, be);
-  ddpm::load_checkpoint(ckpt, *model, nullptr, nullptr, /*ema_into_weights=*/!sb.raw_weights);
-  sample_and_write(*model, sb, sample_out.empty() ? fs::path(ckpt).parent_path() / "sample" : fs::path(sample_out),
-                   opts.unet.num_classes);
-  return 0;
+  return run(cpu);
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist: error: %s\n", e.what());
   return 1;

@@ -34,8 +34,7 @@ inline constexpr std::size_t tmp = 1;       ///< conv GEMM output before the NCH
 inline constexpr std::size_t partial = 2;   ///< block partials of reductions; GroupNorm per-(n, c) sums
 inline constexpr std::size_t rowsum = 3;    ///< conv bias gradient: per-(n, c) sums
 inline constexpr std::size_t freq = 4;      ///< timestep embedding frequencies (cached)
-inline constexpr std::size_t result = 5;    ///< device result of a reduction (a few doubles)
-inline constexpr std::size_t count = 6;
+inline constexpr std::size_t count = 5;
 }  // namespace slot
 
 /// Bytes of conv/attention scratch one call may use before it splits the batch into chunks.
@@ -56,7 +55,12 @@ class Context {
     DDPM_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
     std::uint64_t keep = UINT64_MAX;
     DDPM_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-    DDPM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result), 4 * sizeof(double)));
+    // The result of a reduction is written by its last block straight into mapped pinned memory:
+    // one kernel and one stream synchronisation per value, no copy.
+    DDPM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host_result), 4 * sizeof(double), cudaHostAllocMapped));
+    DDPM_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&device_result), host_result, 0));
+    DDPM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&reduce_counter), sizeof(unsigned)));
+    DDPM_CUDA_CHECK(cudaMemset(reduce_counter, 0, sizeof(unsigned)));
     DDPM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&staging_), staging_slots * staging_slot_bytes));
     for (auto& e : staging_done_) DDPM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   }
@@ -121,7 +125,9 @@ class Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   cudaMemPool_t pool = nullptr;
-  double* host_result = nullptr;  ///< pinned; reductions copy their result here
+  double* host_result = nullptr;    ///< mapped pinned memory: reductions write their result here
+  double* device_result = nullptr;  ///< the device's address of host_result
+  unsigned* reduce_counter = nullptr;  ///< blocks done of the running reduction; 0 between kernels
   int freq_half = -1;             ///< the embedding size whose frequencies slot::freq holds
 
  private:

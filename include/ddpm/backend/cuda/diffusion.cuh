@@ -21,11 +21,13 @@
 namespace ddpm::detail::cuda {
 
 /// Block (x, n): d = out - P::target(x0, eps, a[n], s[n]) over its share of sample n;
-/// dout = w[n] L.grad(d) / numel; partial[n * gridDim.x + x] = w[n] * sum L.value(d) (double).
+/// dout = w[n] L.grad(d) / numel; partial[n * gridDim.x + x] = w[n] * sum L.value(d) (double); the
+/// last block writes the sum of all partials to *result.
 template <class P, class L>
 __global__ void diffusion_loss_kernel(L loss, const float* out, const float* x0, const float* eps,
                                       const float* a, const float* s, const float* w, float* dout,
-                                      std::size_t N, std::size_t item, float inv, double* partial) {
+                                      std::size_t N, std::size_t item, float inv, double* partial,
+                                      unsigned* counter, double* result) {
   __shared__ double sh[32];
   for (std::size_t n = blockIdx.y; n < N; n += gridDim.y) {
     const float an = a[n], sn = s[n], wn = w ? w[n] : 1.0f;
@@ -40,6 +42,7 @@ __global__ void diffusion_loss_kernel(L loss, const float* out, const float* x0,
     acc = block_sum(acc, sh);
     if (threadIdx.x == 0) partial[n * gridDim.x + blockIdx.x] = double(wn) * acc;
   }
+  finish_partials(partial, N * gridDim.x, counter, result, sh);
 }
 
 template <class P>
@@ -83,9 +86,9 @@ double LossKernels<P, L>::run(const backend::Cuda& be, const L& loss, CFV out, C
   double* partial = c.scratch_as<double>(slot::partial, N * gx);
   diffusion_loss_kernel<P, L><<<dim3(unsigned(gx), unsigned(gy)), block_threads, 0, c.stream>>>(
       loss, out.data(), x0.data(), eps.data(), a.data(), s.data(), w.empty() ? nullptr : w.data(),
-      dout.data(), N, item, 1.0f / float(total), partial);
+      dout.data(), N, item, 1.0f / float(total), partial, c.reduce_counter, c.device_result);
   DDPM_CUDA_CHECK_LAUNCH();
-  return finish_sum(c, partial, N * gx) / double(total);
+  return reduction_result(c) / double(total);
 }
 
 template <class P>

@@ -326,10 +326,34 @@ inline void col_sums(cudaStream_t st, const float* in, float* out, std::size_t r
   DDPM_CUDA_CHECK_LAUNCH();
 }
 
-/// Partial sums of squares in double: block b covers a fixed contiguous range.
+/// Called by every thread of every block of a reduction kernel after thread 0 of the block wrote
+/// its partial sum(s): the last block to finish adds partial[0 .. count) in a fixed order and
+/// writes the total to *result (deterministic: neither the order of the blocks nor atomics enter
+/// the sum), then resets the counter for the next reduction. The threadFenceReduction pattern.
+template <class T>
+__device__ __forceinline__ void finish_partials(const T* partial, std::size_t count, unsigned* counter,
+                                                T* result, T* sh) {
+  __shared__ bool last;
+  __threadfence();  // this block's partials are visible device-wide before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x * gridDim.y - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  T s = T(0);
+  for (std::size_t i = threadIdx.x; i < count; i += blockDim.x) s += __ldcg(partial + i);  // not via L1
+  s = block_sum(s, sh);
+  if (threadIdx.x == 0) {
+    *result = s;
+    *counter = 0;
+  }
+}
+
+/// Sum of squares in double: block b sums a fixed subset (grid stride), the last block the partials.
 inline constexpr unsigned reduce_blocks_max = 1024;
 template <class T>
-__global__ void sum_squares_kernel(const T* x, std::size_t n, double* partial) {
+__global__ void sum_squares_kernel(const T* x, std::size_t n, double* partial, unsigned* counter,
+                                   double* result) {
   __shared__ double sh[32];
   double s = 0.0;
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
@@ -339,29 +363,17 @@ __global__ void sum_squares_kernel(const T* x, std::size_t n, double* partial) {
   }
   s = block_sum(s, sh);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
-}
-/// result[0] = sum of partial[0 .. count) in a fixed order (one block of 1024 threads).
-template <class T>
-__global__ void sum_partials_kernel(const T* partial, std::size_t count, double* result) {
-  __shared__ double sh[32];
-  double s = 0.0;
-  for (std::size_t i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
-  s = block_sum(s, sh);
-  if (threadIdx.x == 0) result[0] = s;
+  finish_partials(partial, gridDim.x, counter, result, sh);
 }
 /// Blocks of a deterministic reduction over n elements (depends on n only).
 inline unsigned reduce_blocks(std::size_t n) {
   const std::size_t b = (n + 4 * block_threads - 1) / (4 * block_threads);
   return unsigned(b == 0 ? 1 : (b < reduce_blocks_max ? b : reduce_blocks_max));
 }
-/// Sums `count` device partials, copies the total to the host and waits for it.
-inline double finish_sum(Context& c, const double* partial, std::size_t count) {
-  double* res = c.scratch_as<double>(slot::result, 1);
-  sum_partials_kernel<double><<<1, 1024, 0, c.stream>>>(partial, count, res);
-  DDPM_CUDA_CHECK_LAUNCH();
-  DDPM_CUDA_CHECK(cudaMemcpyAsync(c.host_result, res, sizeof(double), cudaMemcpyDeviceToHost, c.stream));
+/// Waits for the reduction kernel just queued and returns the value it wrote to c.device_result.
+inline double reduction_result(Context& c) {
   c.synchronize();
-  return c.host_result[0];
+  return *static_cast<volatile double*>(c.host_result);
 }
 
 // ------------------------------------------------------------------ launchers
@@ -399,9 +411,10 @@ double Kernels<D>::sum_squares(const Be& be, CFV x) {
   Context& c = ctx(be);
   const unsigned blocks = reduce_blocks(x.size());
   double* partial = c.scratch_as<double>(slot::partial, blocks);
-  sum_squares_kernel<<<blocks, block_threads, 0, c.stream>>>(x.data(), x.size(), partial);
+  sum_squares_kernel<<<blocks, block_threads, 0, c.stream>>>(x.data(), x.size(), partial, c.reduce_counter,
+                                                             c.device_result);
   DDPM_CUDA_CHECK_LAUNCH();
-  return finish_sum(c, partial, blocks);
+  return reduction_result(c);
 }
 
 template <class D>
