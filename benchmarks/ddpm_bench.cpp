@@ -54,6 +54,11 @@
 
 #include <ddpm/backend/cpu.hpp>
 #include <ddpm/backend/reference.hpp>
+#if defined(DDPM_BENCH_HAVE_CUDA)
+#include <type_traits>
+
+#include <ddpm/backend/cuda.hpp>
+#endif
 #include <ddpm/ddpm.hpp>
 #include <ddpm/diffusion/diffusion.hpp>
 #include <ddpm/optim/adam.hpp>
@@ -146,7 +151,7 @@ struct Args {
 
 const char* const usage =
     "ddpm-bench --config mnist|manga32|anime64 --mode train|infer|sample-ancestral|sample-ddim\n"
-    "           --backend cpu|reference --precision fp32 --threads 2\n"
+    "           --backend cpu|reference|cuda --precision fp32 (cuda: fp32|tf32) --threads 2\n"
     "           --batch N        (train/infer: 64; sampling: images sampled at once, 100 mnist, 64 manga32, 25 anime64)\n"
     "           --repeats N      (5; sampling: 1)   --warmup N (2; sampling: 1 run of a 2-step sampler)\n"
     "           --min-repeat-s S (0.5)  --quiet Q (0 = off: repeat until N repeats had foreign CPU < Q)\n"
@@ -454,6 +459,14 @@ int run(const Args& a, B be) {
     js.s += "null";
   }
   js.num("fwd_gflops_per_img", fwd_gflop, 4);
+#if defined(DDPM_BENCH_HAVE_CUDA)
+  if constexpr (std::is_same_v<B, ddpm::backend::Cuda>) {  // device memory (the pool: tensors + scratch)
+    const auto m = ddpm::cuda::memory_stats();
+    js.str("device", ddpm::detail::cuda::Runtime<>::describe(be.device()));
+    js.num("device_mem_peak_mb", double(m.peak_in_use) / 1048576.0, 0);
+    js.num("device_mem_reserved_peak_mb", double(m.peak_reserved) / 1048576.0, 0);
+  }
+#endif
   if (extra.s.size() > 1) js.s += ',' + extra.s.substr(1);
   js.s += '}';
   std::printf("%s\n", js.s.c_str());
@@ -475,10 +488,19 @@ int main(int argc, char** argv) try {
     return run(a, ddpm::backend::Reference{});
   }
   if (a.backend == "cuda") {
-    // A CUDA build dispatches here (run(a, ddpm::backend::Cuda{})); benchmarks/compare.py reads
-    // exit status 3 as "not built" and shows its CUDA columns as n/a.
+#if defined(DDPM_BENCH_HAVE_CUDA)
+    if (a.precision != "fp32" && a.precision != "tf32") {
+      std::fprintf(stderr, "ddpm-bench: --precision %s: the cuda backend has fp32 and tf32\n", a.precision.c_str());
+      return 2;
+    }
+    ddpm::backend::Cuda be;
+    be.tf32 = a.precision == "tf32";
+    return run(a, be);
+#else
+    // benchmarks/compare.py reads exit status 3 as "not built" and shows its CUDA columns as n/a.
     std::fprintf(stderr, "ddpm-bench: --backend cuda: this ddpm-bench was built without the CUDA backend\n");
     return 3;
+#endif
   }
   std::fprintf(stderr, "ddpm-bench: --backend: unknown backend '%s' (cpu, reference, cuda)\n", a.backend.c_str());
   return 2;
