@@ -688,9 +688,9 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
               // The point's operands are first copied into contiguous microkernel panels
               // (A: [i0][t][6], B: one [t][16] panel at a time); measured 10-25% faster than
               // reading the strided rows in place.
-              float* pk = ctx.thread_scratch(0, nt * (rows + nr) + 64);
+              float* pk = ctx.thread_scratch(0, round_up(nt * rows, 16) + nt * nr + 64);
               float* pa = pk;
-              float* pb = pk + nt * rows;
+              float* pb = pk + round_up(nt * rows, 16);  // 64-byte aligned (aligned B loads)
               for (std::size_t xi = r.begin(); xi != r.end(); ++xi) {
                 const float* a = dt + xi * d_stride;
                 const float* bb = xt + xi * x_stride;
