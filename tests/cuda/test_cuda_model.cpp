@@ -202,9 +202,11 @@ TEST_CASE("cuda model: DDIM (eta 0) and ancestral sampling from the same seed ag
   auto& mc = *pmc;
   auto pmg = make_model(cuda_test::cuda_be());
   auto& mg = *pmg;
-  // Deterministic DDIM amplifies per-step fp32 differences only mildly over 10 steps; ancestral
-  // adds the same Philox noise on both sides. Samples are clipped to [-1, 1]; 2e-3 absolute is ~100x
-  // the observed-by-construction fp32 noise of one network call (~1e-5) and far below any real error.
+  // Both backends see the same x_T and (ancestral) the same Philox step noise; they differ only by
+  // the fp32 rounding of the network (~1e-5 of its output). The first step divides by
+  // sqrt(abar_T) ~ 0.006 to form x0 (x160), then scales by sqrt(abar_prev) ~ 0.2, and guidance
+  // w = 2 triples differences: ~1e-3 at worst for unclipped pixels, far less on average. A wrong
+  // kernel moves samples by O(1). Bounds: max 5e-3, mean 5e-4 (samples in [-1, 1]).
   struct Case {
     SamplerSpec sampler;
     double guidance;
@@ -220,11 +222,15 @@ TEST_CASE("cuda model: DDIM (eta 0) and ancestral sampling from the same seed ag
     const auto rc = mc.sample(k.sampler, o);
     const auto rg = mg.sample(k.sampler, o);
     REQUIRE(rc.images.size() == rg.images.size());
-    double worst = 0;
-    for (std::size_t i = 0; i < rc.images.size(); ++i)
-      worst = std::max(worst, double(std::abs(rc.images[i] - rg.images[i])));
-    INFO("sampler ", k.sampler.index(), " guidance ", k.guidance, ": max |cuda - cpu| = ", worst);
-    CHECK(worst <= 2e-3);
+    double worst = 0, mean = 0;
+    for (std::size_t i = 0; i < rc.images.size(); ++i) {
+      const double d = std::abs(double(rc.images[i]) - double(rg.images[i]));
+      worst = std::max(worst, d);
+      mean += d / double(rc.images.size());
+    }
+    INFO("sampler ", k.sampler.index(), " guidance ", k.guidance, ": max |cuda - cpu| = ", worst, ", mean ", mean);
+    CHECK(worst <= 5e-3);
+    CHECK(mean <= 5e-4);
   }
 }
 
