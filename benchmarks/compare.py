@@ -5,6 +5,7 @@
     python3 benchmarks/compare.py --configs mnist,manga32,anime64 --rounds 3
     python3 benchmarks/compare.py --modes sample-ddim,sample-ancestral --steps 20   # sampling, extrapolated
     python3 benchmarks/compare.py --report-only runs/bench/2026-11-23_1530         # redo table + chart
+    python3 benchmarks/compare.py --build --publish   # and update benchmarks/README.md "Latest figures"
 
 Runs benchmarks/ddpm-bench (the C++ library) and benchmarks/torch_bench.py (the PyTorch reference in
 ../shared/ref) INTERLEAVED: per config and mode, one fresh process of each implementation after the
@@ -405,8 +406,8 @@ def write_markdown(path, meta, aggs, ratios, status):
              "figures are not comparable (OpenMP/TBB threads oversubscribed are slowed several-fold, and not "
              "equally for both implementations).\n")
 
-    cfgs = list(dict.fromkeys(k[0] for k in aggs)) or st["configs"]
     rows = [(c, mo) for c in st["configs"] for mo in st["modes"]]
+    n_header = len(L)
     L.append("## Summary (img/s, higher is better)\n")
     L.append("| config | mode | ddpm CPU | PyTorch CPU | ddpm / PyTorch (CPU) | ddpm CUDA | PyTorch CUDA | "
              "ddpm / PyTorch (CUDA) |")
@@ -426,6 +427,7 @@ def write_markdown(path, meta, aggs, ratios, status):
         L.append("\nSampling modes: img/s = images of the batch / full sampling time (1000 ancestral steps, or 50 "
                  "DDIM steps); see the sampling table for the times.")
 
+    n_summary = len(L)
     L.append("\n## Details\n")
     L.append("| config | mode | implementation | img/s median [min–max] | GFLOP/s | peak RSS (MB) | peak device "
              "mem (MB) | quiet / all repeats | others' CPU share, median / max |")
@@ -481,6 +483,35 @@ def write_markdown(path, meta, aggs, ratios, status):
             L.append(f"- round {f['round'] + 1} {f['variant']} {f['config']} {f['mode']}: rc {f['rc']}: "
                      f"{f['stderr'][-300:]}")
     Path(path).write_text("\n".join(L) + "\n")
+    return L[1:n_header], L[n_header:n_summary]
+
+
+BEGIN, END = "<!-- latest-figures:begin (written by compare.py --publish) -->", "<!-- latest-figures:end -->"
+
+
+def publish(out_dir, meta, header, summary):
+    """Copies results.md / chart.png / summary.json to benchmarks/results/latest.* and rewrites the
+    "Latest figures" block of benchmarks/README.md (between the markers) with the summary table."""
+    dst = HERE / "results"
+    dst.mkdir(exist_ok=True)
+    md = (out_dir / "results.md").read_text().replace("](chart.png)", "](latest.png)")
+    (dst / "latest.md").write_text(md)
+    shutil.copyfile(out_dir / "summary.json", dst / "latest.json")
+    if meta.get("chart") and (out_dir / "chart.png").exists():
+        shutil.copyfile(out_dir / "chart.png", dst / "latest.png")
+    readme = HERE / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    if BEGIN not in text or END not in text:
+        log(f"publish: no latest-figures markers in {readme}; copied the files only")
+        return
+    block = [BEGIN, ""] + [l.rstrip("\n") for l in header if l.strip()] + [""] + summary + [""]
+    block += ["Details (GFLOP/s, peak RSS, load per run, per-round ratios): [results/latest.md](results/latest.md)."]
+    if meta.get("chart"):
+        block += ["", "![ddpm vs PyTorch](results/latest.png)"]
+    block += ["", END]
+    head, rest = text.split(BEGIN, 1)
+    readme.write_text(head + "\n".join(block) + rest.split(END, 1)[1])
+    log(f"published to {dst.relative_to(REPO)}/latest.* and {readme.relative_to(REPO)}")
 
 
 def chart_spec(meta, aggs, ratios, status):
@@ -552,8 +583,8 @@ def report(out_dir, meta, runs, chart_tool):
         log("no ddpm-chart binary (build target ddpm-chart, or pass --build): wrote chart.json, no PNG")
     meta["failures"] = [dict(round=r["round"], variant=r["variant"], config=r["config"], mode=r["mode"], rc=r["rc"],
                              stderr=r.get("stderr", "")) for r in runs if r.get("rc") != 0]
-    write_markdown(out_dir / "results.md", meta, aggs, ratios, status)
-    summ = dict(meta, aggregates=[dict(config=k[0], mode=k[1], variant=k[2], **v) for k, v in aggs.items()],
+    meta["markdown"] = write_markdown(out_dir / "results.md", meta, aggs, ratios, status)
+    summ = dict({k: v for k, v in meta.items() if k != "markdown"}, aggregates=[dict(config=k[0], mode=k[1], variant=k[2], **v) for k, v in aggs.items()],
                 ratios=[dict(config=k[0], mode=k[1], device=k[2], **v) for k, v in ratios.items()])
     (out_dir / "summary.json").write_text(json.dumps(summ, indent=1))
     return aggs, ratios
@@ -593,6 +624,9 @@ def parse_args(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-cuda", action="store_true")
     ap.add_argument("--timeout-s", type=float, default=7200.0, help="per run")
+    ap.add_argument("--publish", action="store_true",
+                    help="also copy the results to benchmarks/results/latest.{md,png,json} and rewrite the "
+                         "'Latest figures' block of benchmarks/README.md")
     ap.add_argument("--report-only", default=None, metavar="DIR",
                     help="rebuild results.md, summary.json and the chart from DIR/runs.jsonl + DIR/meta.json")
     a = ap.parse_args(argv)
@@ -616,6 +650,8 @@ def main(argv=None):
         bench = REPO / meta["ddpm_bench"] if meta.get("ddpm_bench") else None
         report(out_dir, meta, runs, find_chart_tool(a, bench))
         log(f"wrote {out_dir / 'results.md'}")
+        if a.publish:
+            publish(out_dir, meta, *meta["markdown"])
         return 0
 
     build_dir = REPO / a.build_dir
@@ -690,6 +726,8 @@ def main(argv=None):
         log(f"{c} {mo}: ddpm / PyTorch ({dev}) = {rt['ratio']:.2f}x"
             + (" (contended)" if rt["contended"] else f" over {rt['n_quiet']} quiet rounds"))
     log(f"wrote {out_dir / 'results.md'}" + (f" and {out_dir / 'chart.png'}" if meta.get("chart") else ""))
+    if a.publish:
+        publish(out_dir, meta, *meta["markdown"])
     return 0
 
 

@@ -111,9 +111,22 @@ class EndToEnd(unittest.TestCase):
             self.assertEqual(spec["panels"][0]["bars"][2]["na"], "n/a (no device)")
             if chart:
                 self.assertTrue((out / "chart.png").exists())
-            # the report can be rebuilt from the recorded runs
-            self.assertEqual(compare.main(["--report-only", str(out), "--chart-tool", chart or "missing"]), 0)
+            # the report can be rebuilt from the recorded runs, and published into a README block
+            here = Path(d) / "benchmarks"
+            here.mkdir()
+            (here / "README.md").write_text(f"# B\n\nintro\n\n{compare.BEGIN}\nold\n{compare.END}\n\ntail\n")
+            saved, compare.HERE, compare.REPO = (compare.HERE, compare.REPO), here, Path(d)
+            try:
+                self.assertEqual(compare.main(["--report-only", str(out), "--publish",
+                                               "--chart-tool", chart or "missing"]), 0)
+            finally:
+                compare.HERE, compare.REPO = saved
             self.assertEqual((out / "results.md").read_text().count("| mnist | train |"), 6)
+            readme = (here / "README.md").read_text()
+            self.assertNotIn("\nold\n", readme)
+            self.assertTrue(readme.startswith("# B\n\nintro\n\n") and readme.endswith("\n\ntail\n"))
+            self.assertIn("| mnist | train | 59.4 | 47.5 |", readme)
+            self.assertTrue((here / "results" / "latest.md").exists())
 
 
 if __name__ == "__main__":
