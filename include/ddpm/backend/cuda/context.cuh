@@ -60,7 +60,8 @@ class Context {
     DDPM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host_result), 4 * sizeof(double), cudaHostAllocMapped));
     DDPM_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&device_result), host_result, 0));
     DDPM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&reduce_counter), sizeof(unsigned)));
-    DDPM_CUDA_CHECK(cudaMemset(reduce_counter, 0, sizeof(unsigned)));
+    // on this (non-blocking) stream: a plain cudaMemset would be ordered on the legacy stream only
+    DDPM_CUDA_CHECK(cudaMemsetAsync(reduce_counter, 0, sizeof(unsigned), stream));
     DDPM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&staging_), staging_slots * staging_slot_bytes));
     for (auto& e : staging_done_) DDPM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   }
