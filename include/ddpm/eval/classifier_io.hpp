@@ -72,7 +72,12 @@ inline std::string join_sizes(const std::vector<std::size_t>& v) {
   }
   return s;
 }
-inline std::string shape_text(const std::vector<std::size_t>& v) { return "(" + join_sizes(v) + ")"; }
+inline std::string shape_text(const std::vector<std::size_t>& v) {
+  std::string s(1, '(');
+  s += join_sizes(v);
+  s += ')';
+  return s;
+}
 }  // namespace detail
 
 inline std::map<std::string, std::string> config_to_metadata(const ClassifierConfig& c) {
