@@ -26,6 +26,7 @@
 
 #include "../common/model_options.hpp"
 #include "../common/outputs.hpp"
+#include "../common/training_eval.hpp"
 
 #ifndef DDPM_EXAMPLE_DATA_DIR
 #define DDPM_EXAMPLE_DATA_DIR "data/mnist10k"
@@ -141,6 +142,8 @@ int main(int argc, char** argv) try {
   train->add_flag("--fresh", fresh, "ignore an existing checkpoint in --out and start over");
   SampleArgs sa;
   sa.add_options(*train);
+  examples::TrainingEvalArgs ea;  // --eval-every, --classifier, --eval-per-class, --eval-steps
+  ea.add_options(*train);
 
   // ---- sample
   auto* sample = app.add_subcommand("sample", "sample from a checkpoint (EMA weights by default)");
@@ -182,6 +185,13 @@ int main(int argc, char** argv) try {
       tc.checkpoint_metadata = mo.to_metadata();
       tc.sample_sampler = ddpm::sampler::Ddim{.steps = 50};
       tc.sample_guidance = sa.guidance;
+      std::unique_ptr<examples::TrainingEval<B>> eval;  // scores EMA samples every --eval-every steps
+      if (ea.every > 0) {
+        eval = std::make_unique<examples::TrainingEval<B>>(
+            ea, *model, data_dir, data, sa.guidance, cpu,
+            fs::path(DDPM_EXAMPLE_DATA_DIR).parent_path() / "classifiers" / "mnist_classifier.safetensors");
+        tc.on_step = eval->hook();
+      }
       ddpm::Trainer<float, B> trainer(*model, tc);
       const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
       if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
@@ -189,6 +199,7 @@ int main(int argc, char** argv) try {
         const auto ck = trainer.resume(resume);
         std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
       }
+      if (eval) eval->start(trainer, out_dir);
       const auto s = trainer.fit(data);
       std::printf("trained steps %llu..%llu in %.0f s: %.1f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
                   (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,
