@@ -376,7 +376,8 @@ def cell(agg, status):
 def ratio_cell(rt):
     if not rt:
         return "–"
-    return f"{rt['ratio']:.2f}x" + (" (contended)" if rt["contended"] else "") + f" ({rt['n_quiet']}/{rt['n']} quiet)"
+    return f"{rt['ratio']:.2f}x" + (" (contended" if rt["contended"] else " (") + \
+        f"{', ' if rt['contended'] else ''}{rt['n_quiet']}/{rt['n']} rounds quiet)"
 
 
 def write_markdown(path, meta, aggs, ratios, status):
@@ -407,6 +408,12 @@ def write_markdown(path, meta, aggs, ratios, status):
              "equally for both implementations).\n")
 
     rows = [(c, mo) for c in st["configs"] for mo in st["modes"]]
+    n_cont = sum(1 for a in aggs.values() if a["contended"])
+    if n_cont:
+        L.append(f"- **{'All' if n_cont == len(aggs) else f'{n_cont} of {len(aggs)}'} figures below are contended**: "
+                 "other processes kept the CPUs busy during the runs, so these are not the implementations' speeds "
+                 "and their ratios are not meaningful. Re-run on a quiet machine (one command: see "
+                 "benchmarks/README.md).\n")
     n_header = len(L)
     L.append("## Summary (img/s, higher is better)\n")
     L.append("| config | mode | ddpm CPU | PyTorch CPU | ddpm / PyTorch (CPU) | ddpm CUDA | PyTorch CUDA | "
@@ -504,7 +511,8 @@ def publish(out_dir, meta, header, summary):
     if BEGIN not in text or END not in text:
         log(f"publish: no latest-figures markers in {readme}; copied the files only")
         return
-    block = [BEGIN, ""] + [l.rstrip("\n") for l in header if l.strip()] + [""] + summary + [""]
+    demote = lambda l: "#" + l if l.lstrip("\n").startswith("## ") else l   # under README's "## Latest figures"
+    block = [BEGIN, ""] + [l.rstrip("\n") for l in header if l.strip()] + [""] + [demote(l) for l in summary] + [""]
     block += ["Details (GFLOP/s, peak RSS, load per run, per-round ratios): [results/latest.md](results/latest.md)."]
     if meta.get("chart"):
         block += ["", "![ddpm vs PyTorch](results/latest.png)"]

@@ -98,7 +98,7 @@ class EndToEnd(unittest.TestCase):
                 argv += ["--chart-tool", str(Path(d) / "missing")]
             self.assertEqual(compare.main(argv), 0)
             md = (out / "results.md").read_text()
-            self.assertIn("| mnist | train | 59.4 | 47.5 | 1.25x (2/2 quiet) | n/a (no device) | n/a (no device) |",
+            self.assertIn("| mnist | train | 59.4 | 47.5 | 1.25x (2/2 rounds quiet) | n/a (no device) | n/a (no device) |",
                           md)
             self.assertIn("extrapolated from 5 of 50 steps", md)
             self.assertNotIn(d, md)                   # no machine paths in the report
