@@ -254,17 +254,19 @@ def run_one(cmd, threads, timeout_s):
                 foreign_cpu_process=mon.foreign(a, b))
 
 
-def probe_ddpm_cuda(bench, device):
+def probe_ddpm_cuda(bench, device, precision):
     """'' when ddpm-bench can run on CUDA, else the reason for the n/a column."""
     if not device:
         return "n/a (no device)"
-    p = subprocess.run([str(bench), "--backend", "cuda", "--config", "mnist", "--mode", "infer", "--batch", "2",
-                        "--repeats", "1", "--warmup", "0", "--min-repeat-s", "0"], capture_output=True, text=True,
-                       timeout=600)
+    p = subprocess.run([str(bench), "--backend", "cuda", "--precision", precision, "--config", "mnist", "--mode",
+                        "infer", "--batch", "2", "--repeats", "1", "--warmup", "0", "--min-repeat-s", "0"],
+                       capture_output=True, text=True, timeout=600)
     if p.returncode == 0:
         return ""
     if p.returncode == 3:
         return "n/a (not built with CUDA)"
+    if p.returncode == 2 and "--precision" in p.stderr:
+        return f"n/a (no {precision})"
     return "n/a (failed: " + (p.stderr.strip().splitlines() or ["?"])[-1][:80] + ")"
 
 
@@ -315,7 +317,7 @@ def aggregate(runs, q):
                  peak_rss_mb=max(r["result"].get("peak_rss_mb") or 0 for r in rs),
                  foreign_median=statistics.median(fr) if fr else None, foreign_max=max(fr) if fr else None,
                  batch=res0.get("batch"), round_values=[run_value(r, q)[0] for r in rs])
-        dev = [r["result"].get("peak_device_mb") for r in rs if r["result"].get("peak_device_mb") is not None]
+        dev = [r["result"]["device_mem_peak_mb"] for r in rs if r["result"].get("device_mem_peak_mb") is not None]
         if dev:
             a["peak_device_mb"] = max(dev)
         if sampling:
@@ -682,7 +684,7 @@ def main(argv=None):
     if a.no_cuda:
         status["ddpm-cuda"] = status["torch-cuda"] = "n/a (skipped)"
     else:
-        status["ddpm-cuda"] = probe_ddpm_cuda(bench, device)
+        status["ddpm-cuda"] = probe_ddpm_cuda(bench, device, a.cuda_precision)
         status["torch-cuda"] = ("n/a (no device)" if not device else "n/a (no torch)" if not torch_py else
                                 "" if tinfo.get("cuda") else "n/a (torch without CUDA)")
     meta = dict(date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), machine=machine_info(),

@@ -300,9 +300,10 @@ def main():
                fwd_gflops_per_img=round(fwd_gflop, 4))
     out.update(extra)
     out.update(torch=torch.__version__, rss_after_import_mb=rss0 and round(rss0))
-    if device.type == "cuda":
-        out["peak_device_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20)
-        out["device_name"] = torch.cuda.get_device_name(device)
+    if device.type == "cuda":   # the field names of ddpm-bench --backend cuda
+        out["device"] = torch.cuda.get_device_name(device)
+        out["device_mem_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20)
+        out["device_mem_reserved_peak_mb"] = round(torch.cuda.max_memory_reserved(device) / 2 ** 20)
     print(json.dumps(out))
 
 
