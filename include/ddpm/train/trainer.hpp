@@ -18,6 +18,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <string>
@@ -38,10 +39,35 @@
 
 namespace ddpm {
 
+/// How a data-parallel trainer (ddpm/train/distributed.hpp) joins Trainer::fit. Without one
+/// (TrainConfig::parallel empty) fit() is one process, exactly as before. fit() calls every
+/// member on every rank at the same point of the same step, so they may be collective.
+class ParallelSync {
+ public:
+  virtual ~ParallelSync() = default;
+  /// This process's index and the number of processes. Rank r trains on the items
+  /// [r, r + 1) * batch_size / world of every global batch.
+  [[nodiscard]] virtual std::size_t rank() const = 0;
+  [[nodiscard]] virtual std::size_t world() const = 0;
+  /// Called before micro-batch m of `count` of a step (the last one may start reducing
+  /// gradients while its backward pass runs).
+  virtual void begin_micro_batch(std::size_t m, std::size_t count) = 0;
+  /// After the step's last backward pass: replaces every gradient by its sum over the ranks and
+  /// returns the sum of `loss` over the ranks.
+  [[nodiscard]] virtual double reduce(double loss) = 0;
+  /// The bitwise OR of `flags` over the ranks (budgets and Ctrl-C stop every rank at one step).
+  [[nodiscard]] virtual unsigned agree(unsigned flags) = 0;
+};
+
 /// Training settings. Budgets combine: training stops at the first one reached (0 = unlimited,
 /// but at least one must be set).
 struct TrainConfig {
-  std::size_t batch_size = 64;
+  std::size_t batch_size = 64;  ///< global batch: ranks x micro_batches x micro-batch size
+  /// Gradient accumulation: each step runs this many forward/backward passes of
+  /// batch_size / (ranks x micro_batches) images and averages their gradients.
+  std::size_t micro_batches = 1;
+  /// Data-parallel hooks (see ParallelSync; DistributedTrainer sets them). Empty: one process.
+  std::shared_ptr<ParallelSync> parallel;
   optim::Adam adam{.lr = 2e-4};
   std::uint64_t lr_warmup = 0;  ///< linear warm-up steps (0 = off)
   double grad_clip = 1.0;       ///< max gradient norm (0 = off)
@@ -73,6 +99,10 @@ struct TrainConfig {
 
   void validate() const {
     detail::require(batch_size >= 1, "TrainConfig::batch_size", "must be >= 1");
+    const std::size_t shards = micro_batches * (parallel ? parallel->world() : 1);
+    detail::require(micro_batches >= 1 && batch_size % shards == 0, "TrainConfig::batch_size",
+                    batch_size, " must be a multiple of ranks x micro_batches = ",
+                    parallel ? parallel->world() : 1, " x ", micro_batches);
     detail::require(grad_clip >= 0 && std::isfinite(grad_clip), "TrainConfig::grad_clip",
                     "must be >= 0, got ", grad_clip);
     detail::require(p_uncond >= 0 && p_uncond <= 1, "TrainConfig::p_uncond",
@@ -181,25 +211,42 @@ class Trainer {
     std::deque<double> recent;
     double recent_sum = 0, last_loss = 0;
     std::size_t nonfinite_run = 0;
-    Tensor<T, B> x0(Shape{Bsz, data.c, data.h, data.w});
-    std::vector<T> host(Bsz * item);
-    std::vector<std::int32_t> labels(cond ? Bsz : 0);
+    // Data parallelism and gradient accumulation: this rank runs `micro` passes of `local`
+    // images per step; gradients and loss are sums over the `shards` passes of all ranks.
+    ParallelSync* const par = cfg_.parallel.get();
+    const std::size_t micro = cfg_.micro_batches, rank = par ? par->rank() : 0;
+    const std::size_t shards = micro * (par ? par->world() : 1), local = Bsz / shards;
+    const double shard_scale = shards > 1 ? 1.0 / double(shards) : 1.0;
+    Tensor<T, B> x0(Shape{local, data.c, data.h, data.w});
+    std::vector<T> host(local * item);
+    std::vector<std::int32_t> labels(cond ? local : 0);
     const bool tty = ::isatty(2) != 0;
     std::uint64_t done_this_run = 0;
     try {
       while (counters_.step < end_step) {
-        if (cfg_.minutes > 0 && elapsed() >= cfg_.minutes * 60.0) break;
-        if (cfg_.handle_sigint && detail::sigint_flag().load()) {
+        unsigned stop = (cfg_.minutes > 0 && elapsed() >= cfg_.minutes * 60.0 ? 1u : 0u) |
+                        (cfg_.handle_sigint && detail::sigint_flag().load() ? 2u : 0u);
+        if (par) stop = par->agree(stop);
+        if (stop & 1u) break;
+        if (stop & 2u) {
           sum.interrupted = true;
           break;
         }
         const std::uint64_t step = counters_.step;
-        make_batch(data, step, host, labels);
-        x0.copy_from(host);
         optim::zero_grads(params_, be);
-        const double loss = model_.forward_backward(
-            x0.cview(), labels, step, TrainStepOptions{.p_uncond = cond ? cfg_.p_uncond : 0.0});
-        const double norm = optim::grad_norm(params_, be);
+        double loss = 0;
+        for (std::size_t m = 0; m < micro; ++m) {
+          const std::size_t first = (rank * micro + m) * local;  // within the global batch
+          if (par) par->begin_micro_batch(m, micro);
+          make_batch(data, step, first, host, labels);
+          x0.copy_from(host);
+          loss += model_.forward_backward(
+              x0.cview(), labels, step,
+              TrainStepOptions{.p_uncond = cond ? cfg_.p_uncond : 0.0, .sample_offset = first});
+        }
+        if (par) loss = par->reduce(loss);
+        loss *= shard_scale;
+        const double norm = optim::grad_norm(params_, be) * shard_scale;
         double lr = optim::warmup_lr(cfg_.adam.lr, adam_.steps(), cfg_.lr_warmup);
         if (!std::isfinite(loss) || !std::isfinite(norm)) {
           // Skip: weights, Adam state and EMA stay untouched.
@@ -219,7 +266,7 @@ class Trainer {
           }
         } else {
           nonfinite_run = 0;
-          adam_.step(lr, optim::clip_factor(norm, cfg_.grad_clip));
+          adam_.step(lr, optim::clip_factor(norm, cfg_.grad_clip) * shard_scale);
           if (ema_) ema_->update();
           last_loss = loss;
           recent.push_back(loss);
@@ -347,18 +394,21 @@ class Trainer {
     return perm_;
   }
 
-  /// Batch of `step`: global positions step*B + j, each mapped to (epoch, index) and through the
-  /// epoch's permutation; so the data order is a function of the step alone (resume-safe).
-  void make_batch(const io::ImageDataset& d, std::uint64_t step, std::vector<T>& host,
-                  std::vector<std::int32_t>& labels) {
+  /// Items [first, first + host.size() / item) of the batch of `step`: global positions
+  /// step*B + j, each mapped to (epoch, index) and through the epoch's permutation; so the data
+  /// order is a function of the step alone (resume-safe, and the same for any rank count).
+  void make_batch(const io::ImageDataset& d, std::uint64_t step, std::size_t first,
+                  std::vector<T>& host, std::vector<std::int32_t>& labels) {
     const std::size_t nb = cfg_.batch_size, C = d.c, H = d.h, W = d.w, item = C * H * W;
+    const std::size_t count = host.size() / item;
     const Rng rng{model_.seed()};
-    for (std::size_t j = 0; j < nb; ++j) {
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t j = first + i;  // index within the global batch
       const std::uint64_t pos = step * nb + j;
       const auto& perm = permutation(d.n, pos / d.n);
       const std::size_t idx = perm[pos % d.n];
       const std::uint8_t* src = d.pixels.data() + idx * item;
-      T* dst = host.data() + j * item;
+      T* dst = host.data() + i * item;
       const bool flip = cfg_.hflip &&
                         rng.uniform(rng_stream::make(rng_stream::augment, step), j) < 0.5;
       for (std::size_t c = 0; c < C; ++c)
@@ -366,7 +416,7 @@ class Trainer {
           for (std::size_t x = 0; x < W; ++x)
             dst[(c * H + y) * W + x] =
                 T(src[(c * H + y) * W + (flip ? W - 1 - x : x)]) / T(127.5) - T(1);
-      if (!labels.empty()) labels[j] = d.labels[idx];
+      if (!labels.empty()) labels[i] = d.labels[idx];
     }
   }
 

@@ -5,6 +5,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -215,9 +216,12 @@ class UNet {
     norm_out_->forward(h, a, true);
     const View<T> ga = ws_.get(slot::c, h.shape());
     conv_out_->backward(a, dout, ga, false);
+    std::size_t ready = 0;  // parameters with final gradients, counted from the end
+    grads_ready(ready, ready_counts_.conv_out);
     std::size_t cur = slot::y0;  // the slot holding g, the gradient of the current activation
     View<T> g = ws_.get(cur, h.shape());
     norm_out_->backward(h, ga, g, true, false);
+    grads_ready(ready, ready_counts_.norm_out);
 
     // ---- decoder, last stage first
     for (std::size_t j = up_.size(); j-- > 0;) {
@@ -229,6 +233,7 @@ class UNet {
         s.up->backward(hin, g, gin, false, ws_.get(slot::a, os), ws_.get(slot::c, os));
         g = gin;
         cur = flip(cur);
+        if (grad_ready_) grads_ready(ready, ready_counts_.up[j]);
         continue;
       }
       if (s.attn) {
@@ -247,17 +252,21 @@ class UNet {
       ops::template split_channels<T>(backend_, gx, hin.c(), gin, false, skip_grad(s.skip), false);
       g = gin;
       cur = flip(cur);
+      if (grad_ready_) grads_ready(ready, ready_counts_.up[j]);
     }
 
     // ---- middle
     {
       const View<T> g2 = ws_.get(flip(cur), mid_attn_out_.shape());
       mid2_->backward(mid_attn_out_.cview(), semb, g, g2, false, dsemb, ws_);
+      grads_ready(ready, ready_counts_.mid2);
       cur = flip(cur);
       const View<T> g1 = ws_.get(flip(cur), mid1_out_.shape());
       mid_attn_->backward(mid1_out_.cview(), g2, g1, false, ws_);
+      grads_ready(ready, ready_counts_.mid_attn);
       const std::size_t last = down_.size();
       mid1_->backward(skip_view(last), semb, g1, skip_grad(last), true, dsemb, ws_);
+      grads_ready(ready, ready_counts_.mid1);
     }
 
     // ---- encoder, last stage first: stage i reads skip i and writes skip i + 1
@@ -275,14 +284,17 @@ class UNet {
       } else {
         s.res->backward(hin, semb, gout, gin, true, dsemb, ws_);
       }
+      if (grad_ready_) grads_ready(ready, ready_counts_.down[i]);
     }
     conv_in_->backward(x_, dh0_.cview(), dx, false);
+    grads_ready(ready, ready_counts_.conv_in);
 
     // ---- embedding: d emb = SiLU'(emb) d semb, then the class table and the time MLP
     demb_.resize(Shape{N, E});
     ops::template silu_backward<T>(backend_, emb_.cview(), dsemb_.cview(), demb_.view(), false);
     if (class_emb_) class_emb_->backward(labels_, demb_.cview());
     time_mlp_->backward(demb_.cview());
+    grads_ready(ready, ready_counts_.embeddings);
   }
 
   /// Visits every parameter as v(std::string_view name, Parameter<T, B>&), in PyTorch's
@@ -301,6 +313,44 @@ class UNet {
   /// Sets every parameter gradient to zero.
   void zero_grad() {
     visit_parameters([](std::string_view, Parameter<T, B>& p) { p.grad.zero(); });
+  }
+
+  /// Gradient-ready notifications, so that data-parallel training can reduce gradients while
+  /// backward() still runs (ddpm/train/distributed.hpp). backward() visits the blocks in the
+  /// reverse of visit_parameters' order; with a hook set it calls hook(k) after each top-level
+  /// block (conv_out, norm_out, every up/mid/down stage, conv_in, the embeddings), where k is the
+  /// number of parameters, counted from the end of visit_parameters' order, whose gradients are
+  /// final for this backward. k grows from call to call; the last call has k = every parameter.
+  /// An empty function (the default) turns the calls off.
+  void set_grad_ready_hook(std::function<void(std::size_t)> hook) {
+    grad_ready_ = std::move(hook);
+    if (!grad_ready_ || !ready_counts_.up.empty()) return;
+    auto count = [](const auto& layer) {
+      std::size_t n = 0;
+      layer.visit_parameters([&](std::string_view, const auto&) { ++n; });
+      return n;
+    };
+    auto stage = [&](const auto& s) {
+      std::size_t n = 0;
+      if (s.res) n += count(*s.res);
+      if (s.attn) n += count(*s.attn);
+      if constexpr (requires { s.down; }) {
+        if (s.down) n += count(*s.down);
+      } else {
+        if (s.up) n += count(*s.up);
+      }
+      return n;
+    };
+    ReadyCounts& c = ready_counts_;
+    c.conv_out = count(*conv_out_);
+    c.norm_out = count(*norm_out_);
+    for (const auto& s : up_) c.up.push_back(stage(s));
+    c.mid2 = count(*mid2_);
+    c.mid_attn = count(*mid_attn_);
+    c.mid1 = count(*mid1_);
+    for (const auto& s : down_) c.down.push_back(stage(s));
+    c.conv_in = count(*conv_in_);
+    c.embeddings = count(*time_mlp_) + (class_emb_ ? count(*class_emb_) : 0);
   }
 
   /// Bytes of parameters, gradients, kept activations and workspace held now.
@@ -480,6 +530,19 @@ class UNet {
 
   static std::size_t flip(std::size_t s) noexcept { return s == slot::y0 ? slot::y1 : slot::y0; }
 
+  /// Parameter counts of the blocks in backward order (set_grad_ready_hook fills them once).
+  struct ReadyCounts {
+    std::size_t conv_out = 0, norm_out = 0, mid2 = 0, mid_attn = 0, mid1 = 0, conv_in = 0,
+                embeddings = 0;
+    std::vector<std::size_t> up, down;  // per stage
+  };
+  /// A block's backward is done: `block` more parameters have final gradients.
+  void grads_ready(std::size_t& ready, std::size_t block) const {
+    if (!grad_ready_) return;
+    ready += block;
+    grad_ready_(ready);
+  }
+
   /// Resizes a kept activation and returns its view.
   static View<T> keep(Tensor<T, B>& t, const Shape& s) {
     t.resize(s);
@@ -558,6 +621,10 @@ class UNet {
   ConstView<std::int32_t> labels_;
   std::size_t batch_ = 0;
   bool ready_ = false;
+
+  // gradient-ready notifications (set_grad_ready_hook)
+  std::function<void(std::size_t)> grad_ready_;
+  ReadyCounts ready_counts_;
 };
 
 }  // namespace ddpm::nn
