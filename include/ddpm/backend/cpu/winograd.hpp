@@ -592,8 +592,7 @@ inline void dy_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) 
 /// dw += sum over images of corr(x, dy) for a 3x3 stride-1 pad-1 convolution (w: c_out x c_in x
 /// 3 x 3; x: n x c_in x h x w; dy: n x c_out x h x w), by Winograd. Deterministic: blocks of tiles
 /// of a size fixed by the shape are reduced in order; within a block each transform point's GEMM
-/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block), thread slots 0
-/// and 1.
+/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block), thread slot 1.
 inline void weight_gradient(Context& ctx, const Problem& p, const float* x, const float* dy,
                             float* dw) {
   using gemm::mr;
@@ -601,17 +600,18 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
   using gemm::round_up;
   if (p.c_out == 0 || p.c_in == 0) return;
   const std::size_t ci_n = p.c_in, co_n = p.c_out;
-  // Transformed rows: Xt[xi][t][ld_x] (B operand, 16-wide panels), Dt[xi][t][ld_d] (A operand,
-  // 6-row panels); channels past c_in / c_out are zero.
+  // Transformed tiles are written straight into the microkernel's packed panels, per point xi:
+  //   Xt (B operand): [ci / 16][t][ci % 16], 8 input channels per transform call;
+  //   Dt (A operand): [co / 6][t][co % 6], 6 output channels per transform call.
+  // Channels past c_in / c_out are zero.
   const std::size_t cols = round_up(ci_n, nr), rows = round_up(co_n, mr);
   const std::size_t ld_x = unaliased_ld(ci_n, nr);
-  const std::size_t ld_d = unaliased_ld(rows, 8);
   float* acc = ctx.shared_scratch(0, points * rows * ld_x);  // Mw[xi][rows][ld_x]
   std::fill_n(acc, points * rows * ld_x, 0.0f);
   const std::size_t total = p.tiles();
   if (total != 0 && p.n != 0) {
     const std::size_t T = weight_grad_block(p), blocks = (total + T - 1) / T;
-    const std::size_t x_stride = point_stride(T * ld_x), d_stride = point_stride(T * ld_d);
+    const std::size_t x_stride = point_stride(T * cols), d_stride = point_stride(T * rows);
     float* xt = ctx.shared_scratch(1, points * (x_stride + d_stride) + 64);
     float* dt = xt + points * x_stride;
     const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
@@ -619,8 +619,8 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
     ctx.execute([&] {
       for (std::size_t b = 0; b < blocks; ++b) {
         const std::size_t t0 = b * T, nt = std::min(T, total - t0);
-        // phase 1: transform the block's x patches and dy tiles, 8 channels of one tile at a
-        // time, parallel over tile rows. Per group of 8 channels the rows a tile row reads are
+        // phase 1: transform the block's x patches and dy tiles, a group of channels of one tile
+        // at a time, parallel over tile rows. Per channel group the rows a tile row reads are
         // first copied into zero-padded bands: x bands hold image rows 4 ty - 1 .. 4 ty + 4 with
         // band column c = image column c - 1; dy bands hold rows 4 ty .. 4 ty + 3, column c = c.
         const std::size_t row0 = t0 / tw, bands = (t0 + nt - 1) / tw - row0 + 1;
@@ -630,24 +630,25 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
               float* bandbuf = ctx.thread_scratch(1, 9 * 6 * band_w);
               float* zero_band = bandbuf + 8 * 6 * band_w;
               std::fill_n(zero_band, 6 * band_w, 0.0f);
+              alignas(32) float tmp[points * 8];  // one dy transform, [xi][lane]
               for (std::size_t bi = r.begin(); bi != r.end(); ++bi) {
                 const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
                 const std::size_t tx_lo = bi == 0 ? t0 % tw : 0;
                 const std::size_t tx_hi = bi + 1 == bands ? (t0 + nt - 1) % tw + 1 : tw;
                 for (int side = 0; side < 2; ++side) {
                   const bool is_x = side == 0;
-                  const std::size_t chans = is_x ? ci_n : co_n, ld = is_x ? ld_x : ld_d;
-                  const std::size_t used = is_x ? cols : round_up(rows, 8);  // columns read
+                  const std::size_t chans = is_x ? ci_n : co_n;
+                  const std::size_t used = is_x ? cols : rows;      // channels the GEMM reads
+                  const std::size_t group = is_x ? 8 : mr;          // channels per transform
                   const std::size_t band_rows = is_x ? 6 : 4;
                   const std::ptrdiff_t first = std::ptrdiff_t(ty * m) - (is_x ? 1 : 0);
                   const std::size_t shift = is_x ? 1 : 0;  // band column of image column 0
                   const float* base = (is_x ? x : dy) + n * chans * hw;
-                  float* outp = is_x ? xt : dt;
-                  for (std::size_t c0 = 0; c0 < used; c0 += 8) {
+                  for (std::size_t c0 = 0; c0 < used; c0 += group) {
                     const float* bands8[8];
                     for (std::size_t k = 0; k < 8; ++k) {
                       const std::size_t c = c0 + k;
-                      if (c >= chans) {
+                      if (k >= group || c >= chans) {
                         bands8[k] = zero_band;
                         continue;
                       }
@@ -660,9 +661,9 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                           std::fill_n(d, band_w, 0.0f);
                           continue;
                         }
-                        std::fill_n(d, shift, 0.0f);
+                        if (shift) d[0] = 0.0f;
                         std::memcpy(d + shift, plane + std::size_t(yy) * p.w, p.w * sizeof(float));
-                        std::fill_n(d + shift + p.w, band_w - shift - p.w, 0.0f);
+                        for (std::size_t c2 = shift + p.w; c2 < band_w; ++c2) d[c2] = 0.0f;
                       }
                       bands8[k] = band;
                     }
@@ -671,9 +672,12 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                       PatchSrc src[8];
                       for (std::size_t k = 0; k < 8; ++k) src[k] = PatchSrc{bands8[k] + tx * m, band_w};
                       if (is_x) {
-                        input_transform8(src, outp + tl * ld + c0, x_stride);
+                        input_transform8(src, xt + (c0 / nr) * T * nr + tl * nr + c0 % nr, x_stride);
                       } else {
-                        dy_transform8(src, outp + tl * ld + c0, d_stride);
+                        dy_transform8(src, tmp, 8);
+                        float* o = dt + (c0 / mr) * T * mr + tl * mr;
+                        for (std::size_t xi = 0; xi < points; ++xi)
+                          std::memcpy(o + xi * d_stride, tmp + xi * 8, mr * sizeof(float));
                       }
                     }
                   }
@@ -685,25 +689,14 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
         tbb::parallel_for(
             tbb::blocked_range<std::size_t>(0, points, 1),
             [&](const tbb::blocked_range<std::size_t>& r) {
-              // The point's operands are first copied into contiguous microkernel panels
-              // (A: [i0][t][6], B: one [t][16] panel at a time); measured 10-25% faster than
-              // reading the strided rows in place.
-              float* pk = ctx.thread_scratch(0, round_up(nt * rows, 16) + nt * nr + 64);
-              float* pa = pk;
-              float* pb = pk + round_up(nt * rows, 16);  // 64-byte aligned (aligned B loads)
               for (std::size_t xi = r.begin(); xi != r.end(); ++xi) {
                 const float* a = dt + xi * d_stride;
                 const float* bb = xt + xi * x_stride;
                 float* c = acc + xi * rows * ld_x;
-                for (std::size_t t = 0; t < nt; ++t)
+                for (std::size_t j0 = 0; j0 < cols; j0 += nr)
                   for (std::size_t i0 = 0; i0 < rows; i0 += mr)
-                    std::memcpy(pa + i0 * nt + t * mr, a + t * ld_d + i0, mr * sizeof(float));
-                for (std::size_t j0 = 0; j0 < cols; j0 += nr) {
-                  for (std::size_t t = 0; t < nt; ++t)
-                    std::memcpy(pb + t * nr, bb + t * ld_x + j0, nr * sizeof(float));
-                  for (std::size_t i0 = 0; i0 < rows; i0 += mr)
-                    gemm::micro_kernel(nt, pa + i0 * nt, pb, c + i0 * ld_x + j0, ld_x, 1.0f, 1.0f);
-                }
+                    gemm::micro_kernel(nt, a + i0 * T, bb + j0 * T, c + i0 * ld_x + j0, ld_x, 1.0f,
+                                       1.0f);
               }
             },
             tbb::simple_partitioner());
