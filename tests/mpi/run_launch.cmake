@@ -1,9 +1,10 @@
 # Runs one launch of a data-parallel test (tests/mpi/CMakeLists.txt, ddpm_mpi_launch_test):
-#   CMD            the command (a list)
+#   CMD            the command, its arguments separated by "@@"
 #   EXPECT_FAILURE TRUE: the command must fail (non-zero exit); otherwise it must succeed
 #   REGEX          must match its output (stdout and stderr together)
 #   MAX_SECONDS    the command is killed after this long and the test fails (a hang)
 #   CLEAN          a folder removed before the command runs
+string(REPLACE "@@" ";" CMD "${CMD}")
 if(CLEAN)
   file(REMOVE_RECURSE "${CLEAN}")
 endif()

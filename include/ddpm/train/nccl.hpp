@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -112,6 +113,7 @@ class NcclCommunicator final : public Communicator {
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
     host_.abort(code, message);
+    std::_Exit(code);  // not reached: host_.abort does not return (g++ cannot see it through the virtual call)
   }
 
  private:
