@@ -2,37 +2,44 @@
 //
 //   ddpm-bench --config mnist --mode train --batch 64 --threads 2
 //   ddpm-bench --config anime64 --mode infer --repeats 3
-//   ddpm-bench --config mnist --mode sample-ddim                      # DDIM-50, 100 digits
-//   ddpm-bench --config mnist --mode sample-ancestral --steps 20      # 20 of the 1000 steps, extrapolated
+//   ddpm-bench --config mnist --mode sample-ddim                  # DDIM-50 of 100 digits
+//   ddpm-bench --config mnist --mode sample-ancestral --steps 20  # 20 steps, extrapolated to 1000
 //
 // Modes:
-//   train             noise + q_sample + forward + L2(eps) loss + backward + Adam (lr 2e-4), dropout 0.1
-//                     and label drop 0.1 for the class-conditional mnist config: the step
-//                     ../shared/ref/bench.py times.
+//   train             noise + q_sample + forward + L2(eps) loss + backward + Adam (lr 2e-4),
+//                     dropout 0.1 and label drop 0.1 for the class-conditional mnist config: the
+//                     step ../shared/ref/bench.py times.
 //   infer             one no-grad forward (one sampling step).
-//   sample-ancestral  full DDPM ancestral sampling (1000 steps) of one batch (default 100 mnist digits,
-//   sample-ddim       64 manga32 / 25 anime64 images), or DDIM-50; --steps S runs S steps instead
-//                     (respaced sampler: the same work per step) and extrapolates the full time, marked
+//   sample-ancestral  full DDPM ancestral sampling (1000 steps) of one batch (default 100 mnist
+//                     digits, 64 manga32 / 25 anime64 images);
+//   sample-ddim       DDIM-50 of the same batch. --steps S runs S steps instead (a respaced
+//                     sampler: the same work per step) and extrapolates the full time, marked
 //                     "extrapolated": true.
-// Reported: img/s (median and min/max over the timed repeats, and every repeat), GFLOP/s (forward FLOPs
-// as ref/unet.py counts them, x3 for a training step), peak RSS, the heap allocations (operator new +
-// tensor buffers) made during the timed iterations, and the share of the machine that *other*
-// processes used during each repeat (foreign_cpu, from /proc/stat minus this process's CPU time).
+// Reported: img/s (median and min/max over the timed repeats, and every repeat), GFLOP/s (forward
+// FLOPs as ref/unet.py counts them, x3 for a training step), peak RSS, the heap allocations
+// (operator new + tensor buffers) made during the timed iterations, and the share of the machine
+// that *other* processes used during each repeat (foreign_cpu: /proc/stat minus this process's
+// CPU time).
 //
 // Timing protocol (the same as ../shared/ref/bench.py and benchmarks/torch_bench.py): --warmup
 // iterations, one sizing iteration, then repeats of ceil(--min-repeat-s / sizing time) iterations
-// each. Without --quiet, exactly --repeats repeats; with --quiet Q, repeats go on until --repeats of
-// them had foreign_cpu < Q or --max-measure-s of timed work passed (>= 3 repeats). Sampling modes:
-// --warmup runs of a 2-step sampler, then --repeats (default 1) timed sampling runs.
+// each. Without --quiet, exactly --repeats repeats; with --quiet Q, repeats go on until --repeats
+// of them had foreign_cpu < Q or --max-measure-s of timed work passed (>= 3 repeats). Sampling
+// modes: --warmup runs of a 2-step sampler, then --repeats (default 1) timed sampling runs.
 //
 // JSON fields (one line; fields are only ever added): tool, config, mode, backend, threads, batch,
 // params, img_per_s, img_per_s_min, img_per_s_max, gflops, peak_rss_mb, steady_state_heap_allocs,
-// steady_state_tensor_allocs, iterations, then precision, warmup, inner, repeats, img_per_s_repeats,
-// foreign_cpu (per repeat; null without /proc/stat), quiet_threshold, fwd_gflops_per_img, and for the
-// sampling modes sampler, sample_steps (full), steps_run, extrapolated, sample_s (full sampling time
-// of the batch, median), sample_s_measured, step_s, step_img_per_s, guidance.
+// steady_state_tensor_allocs, iterations, then precision, warmup, inner, repeats,
+// img_per_s_repeats, foreign_cpu (per repeat; null without /proc/stat), quiet_threshold,
+// fwd_gflops_per_img; for the sampling modes sampler, sample_steps (full), steps_run,
+// extrapolated, sample_s (full sampling time of the batch, median), sample_s_measured, step_s,
+// step_img_per_s, guidance; on CUDA device, device_mem_peak_mb, device_mem_reserved_peak_mb.
 // Exit status: 0 ok, 1 runtime error, 2 bad arguments (also: a precision the backend lacks), 3 a
 // backend this build does not contain (e.g. cuda without nvcc).
+#include <oneapi/tbb/global_control.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -47,23 +54,17 @@
 #include <string>
 #include <vector>
 
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <oneapi/tbb/global_control.h>
-
-#include <ddpm/backend/cpu.hpp>
-#include <ddpm/backend/reference.hpp>
+#include "ddpm/backend/cpu.hpp"
+#include "ddpm/backend/reference.hpp"
 #if defined(DDPM_BENCH_HAVE_CUDA)
 #include <type_traits>
 
-#include <ddpm/backend/cuda.hpp>
+#include "ddpm/backend/cuda.hpp"
 #endif
-#include <ddpm/ddpm.hpp>
-#include <ddpm/diffusion/diffusion.hpp>
-#include <ddpm/optim/adam.hpp>
-#include <ddpm/optim/param_list.hpp>
-
+#include "ddpm/ddpm.hpp"
+#include "ddpm/diffusion/diffusion.hpp"
+#include "ddpm/optim/adam.hpp"
+#include "ddpm/optim/param_list.hpp"
 #include "flops.hpp"
 
 // ---- count every heap allocation of the process (GCC flags replaced new/free pairs falsely)
@@ -121,7 +122,8 @@ CpuSnap cpu_snap() {
   if (f >> cpu && cpu == "cpu") {
     for (auto& x : v) f >> x;
     const double hz = double(sysconf(_SC_CLK_TCK));
-    // user nice system irq softirq (idle, iowait and steal are not work of this machine's processes)
+    // user nice system irq softirq (idle, iowait and steal are not work of this machine's
+    // processes)
     s.busy_s = double(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
     s.ok = bool(f) && hz > 0;
   }
@@ -146,19 +148,25 @@ struct Args {
   std::size_t steps = 0;     // sampling modes: steps to run (0 = all)
   double guidance = 1.0;
 
-  [[nodiscard]] bool sampling() const { return mode == "sample-ancestral" || mode == "sample-ddim"; }
+  [[nodiscard]] bool sampling() const {
+    return mode == "sample-ancestral" || mode == "sample-ddim";
+  }
 };
 
 const char* const usage =
-    "ddpm-bench --config mnist|manga32|anime64 --mode train|infer|sample-ancestral|sample-ddim\n"
+    "ddpm-bench --config mnist|manga32|anime64\n"
+    "           --mode train|infer|sample-ancestral|sample-ddim\n"
     "           --backend cpu|reference|cuda --precision fp32 (cuda: fp32|tf32) --threads 2\n"
-    "           --batch N        (train/infer: 64; sampling: images sampled at once, 100 mnist, 64 manga32, 25 anime64)\n"
-    "           --repeats N      (5; sampling: 1)   --warmup N (2; sampling: 1 run of a 2-step sampler)\n"
-    "           --min-repeat-s S (0.5)  --quiet Q (0 = off: repeat until N repeats had foreign CPU < Q)\n"
-    "           --max-measure-s S (0 = no cap)\n"
-    "           --steps S        (sampling: run S steps instead of 1000 / 50, extrapolate the full time)\n"
-    "           --guidance W     (sampling, mnist: classifier-free guidance weight; 1 = one call per step)\n"
-    "Prints one JSON line; see the comment at the top of benchmarks/ddpm_bench.cpp for the fields.\n";
+    "           --batch N          train/infer: 64; sampling: images sampled at once\n"
+    "                              (100 mnist, 64 manga32, 25 anime64)\n"
+    "           --repeats N        5; sampling: 1\n"
+    "           --warmup N         2; sampling: 1 run of a 2-step sampler\n"
+    "           --min-repeat-s S   0.5\n"
+    "           --quiet Q          0 = off; else repeat until N repeats had foreign CPU < Q\n"
+    "           --max-measure-s S  0 = no cap\n"
+    "           --steps S          sampling: run S steps instead of 1000 / 50, extrapolate\n"
+    "           --guidance W       sampling, mnist: classifier-free guidance weight (1 = off)\n"
+    "Prints one JSON line; the fields are listed at the top of benchmarks/ddpm_bench.cpp.\n";
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -171,19 +179,32 @@ Args parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (k == "--config") a.config = val();
-    else if (k == "--mode") a.mode = val();
-    else if (k == "--backend") a.backend = val();
-    else if (k == "--precision") a.precision = val();
-    else if (k == "--batch") a.batch = std::stoul(val());
-    else if (k == "--threads") a.threads = std::stoi(val());
-    else if (k == "--repeats") a.repeats = std::stoul(val());
-    else if (k == "--warmup") a.warmup = std::stoul(val());
-    else if (k == "--min-repeat-s") a.min_repeat_s = std::stod(val());
-    else if (k == "--quiet") a.quiet = std::stod(val());
-    else if (k == "--max-measure-s") a.max_measure_s = std::stod(val());
-    else if (k == "--steps") a.steps = std::stoul(val());
-    else if (k == "--guidance") a.guidance = std::stod(val());
+    if (k == "--config")
+      a.config = val();
+    else if (k == "--mode")
+      a.mode = val();
+    else if (k == "--backend")
+      a.backend = val();
+    else if (k == "--precision")
+      a.precision = val();
+    else if (k == "--batch")
+      a.batch = std::stoul(val());
+    else if (k == "--threads")
+      a.threads = std::stoi(val());
+    else if (k == "--repeats")
+      a.repeats = std::stoul(val());
+    else if (k == "--warmup")
+      a.warmup = std::stoul(val());
+    else if (k == "--min-repeat-s")
+      a.min_repeat_s = std::stod(val());
+    else if (k == "--quiet")
+      a.quiet = std::stod(val());
+    else if (k == "--max-measure-s")
+      a.max_measure_s = std::stod(val());
+    else if (k == "--steps")
+      a.steps = std::stoul(val());
+    else if (k == "--guidance")
+      a.guidance = std::stod(val());
     else if (k == "--help" || k == "-h") {
       std::printf("%s", usage);
       std::exit(0);
@@ -193,8 +214,10 @@ Args parse(int argc, char** argv) {
     }
   }
   if (a.mode != "train" && a.mode != "infer" && !a.sampling()) {
-    std::fprintf(stderr, "ddpm-bench: --mode: unknown mode '%s' (train, infer, sample-ancestral, sample-ddim)\n",
-                 a.mode.c_str());
+    std::fprintf(
+        stderr,
+        "ddpm-bench: --mode: unknown mode '%s' (train, infer, sample-ancestral, sample-ddim)\n",
+        a.mode.c_str());
     std::exit(2);
   }
   if (a.repeats && *a.repeats == 0) {
@@ -208,7 +231,8 @@ ddpm::nn::UNetConfig config_by_name(const std::string& n) {
   if (n == "mnist") return ddpm::nn::UNetConfig::mnist();
   if (n == "manga32") return ddpm::nn::UNetConfig::manga32();
   if (n == "anime64") return ddpm::nn::UNetConfig::anime64();
-  throw std::invalid_argument("ddpm-bench: --config: unknown config '" + n + "' (mnist, manga32, anime64)");
+  throw std::invalid_argument("ddpm-bench: --config: unknown config '" + n +
+                              "' (mnist, manga32, anime64)");
 }
 
 std::size_t default_samples(const std::string& config) {
@@ -261,8 +285,10 @@ struct Json {
   static std::string fmt(double v, int prec) {
     if (!std::isfinite(v)) return "null";
     char buf[64];
-    if (prec >= 0) std::snprintf(buf, sizeof buf, "%.*f", prec, v);
-    else std::snprintf(buf, sizeof buf, "%.*g", -prec, v);
+    if (prec >= 0)
+      std::snprintf(buf, sizeof buf, "%.*f", prec, v);
+    else
+      std::snprintf(buf, sizeof buf, "%.*g", -prec, v);
     return buf;
   }
 };
@@ -284,7 +310,8 @@ Timing time_repeats(const Args& a, std::size_t warmup, std::size_t repeats, F&& 
   sync_fn();
   const double single = seconds_since(t0);
   r.warmup = warmup + 1;
-  r.inner = std::max<std::size_t>(1, std::size_t(std::ceil(a.min_repeat_s / std::max(single, 1e-9))));
+  r.inner =
+      std::max<std::size_t>(1, std::size_t(std::ceil(a.min_repeat_s / std::max(single, 1e-9))));
   const auto start = Clock::now();
   for (;;) {
     const CpuSnap s0 = cpu_snap();
@@ -319,8 +346,8 @@ template <class B>
 int run(const Args& a, B be) {
   using namespace ddpm;
   const nn::UNetConfig cfg = config_by_name(a.config);
-  Diffusion<schedule::Linear, target::Epsilon, loss::L2, B> model(schedule::Linear{.steps = 1000}, cfg, 0,
-                                                                   loss::L2{}, be);
+  Diffusion<schedule::Linear, target::Epsilon, loss::L2, B> model(schedule::Linear{.steps = 1000},
+                                                                  cfg, 0, loss::L2{}, be);
   const bool sampling = a.sampling();
   const std::size_t N = a.batch.value_or(sampling ? default_samples(a.config) : 64);
   const std::size_t S = cfg.image_size, C = cfg.in_channels;
@@ -367,11 +394,13 @@ int run(const Args& a, B be) {
                                TrainStepOptions{.p_uncond = cfg.num_classes ? 0.1 : 0.0});
         adam.step(2e-4);
       } else {
-        model.net().forward(x0.cview(), t_dev.cview(), cfg.num_classes ? y_dev.cview() : ConstView<std::int32_t>{},
-                            out.view(), nn::Pass{});
+        model.net().forward(x0.cview(), t_dev.cview(),
+                            cfg.num_classes ? y_dev.cview() : ConstView<std::int32_t>{}, out.view(),
+                            nn::Pass{});
       }
     };
-    const Timing t = time_repeats(a, a.warmup.value_or(2), a.repeats.value_or(5), one, [&] { sync(be); });
+    const Timing t =
+        time_repeats(a, a.warmup.value_or(2), a.repeats.value_or(5), one, [&] { sync(be); });
     news = t.heap_allocs;
     tens = t.tensor_allocs;
     for (double s : t.per_iter_s) ips.push_back(double(N) / s);
@@ -417,7 +446,9 @@ int run(const Args& a, B be) {
         nq = std::size_t(std::count_if(foreign.begin(), foreign.end(),
                                        [&](double f) { return std::isfinite(f) && f < a.quiet; }));
       if (nq >= R) break;
-      if (a.max_measure_s > 0 && seconds_since(start) > a.max_measure_s && run_s.size() >= 3) break;
+      if (a.max_measure_s > 0 && seconds_since(start) > a.max_measure_s &&
+          run_s.size() >= std::min<std::size_t>(3, R))
+        break;
     }
     // img/s of the full sampling run; every step is one forward of N images (2N with guidance)
     const double calls = a.guidance != 1.0 ? 2.0 : 1.0;
@@ -453,14 +484,16 @@ int run(const Args& a, B be) {
   js.uint("repeats", ips.size());
   js.array("img_per_s_repeats", ips, -6);
   js.array("foreign_cpu", foreign, 4);
-  if (a.quiet > 0) js.num("quiet_threshold", a.quiet, 3);
+  if (a.quiet > 0)
+    js.num("quiet_threshold", a.quiet, 3);
   else {
     js.key("quiet_threshold");
     js.s += "null";
   }
   js.num("fwd_gflops_per_img", fwd_gflop, 4);
 #if defined(DDPM_BENCH_HAVE_CUDA)
-  if constexpr (std::is_same_v<B, ddpm::backend::Cuda>) {  // device memory (the pool: tensors + scratch)
+  if constexpr (std::is_same_v<B, ddpm::backend::Cuda>) {  // device memory (the pool: tensors +
+                                                           // scratch)
     const auto m = ddpm::cuda::memory_stats();
     js.str("device", ddpm::detail::cuda::Runtime<>::describe(be.device()));
     js.num("device_mem_peak_mb", double(m.peak_in_use) / 1048576.0, 0);
@@ -483,14 +516,16 @@ int main(int argc, char** argv) try {
                    a.precision.c_str(), a.backend.c_str());
       return 2;
     }
-    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, std::size_t(std::max(1, a.threads)));
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism,
+                           std::size_t(std::max(1, a.threads)));
     if (a.backend == "cpu") return run(a, ddpm::backend::Cpu(a.threads));
     return run(a, ddpm::backend::Reference{});
   }
   if (a.backend == "cuda") {
 #if defined(DDPM_BENCH_HAVE_CUDA)
     if (a.precision != "fp32" && a.precision != "tf32") {
-      std::fprintf(stderr, "ddpm-bench: --precision %s: the cuda backend has fp32 and tf32\n", a.precision.c_str());
+      std::fprintf(stderr, "ddpm-bench: --precision %s: the cuda backend has fp32 and tf32\n",
+                   a.precision.c_str());
       return 2;
     }
     ddpm::backend::Cuda be;
@@ -498,11 +533,13 @@ int main(int argc, char** argv) try {
     return run(a, be);
 #else
     // benchmarks/compare.py reads exit status 3 as "not built" and shows its CUDA columns as n/a.
-    std::fprintf(stderr, "ddpm-bench: --backend cuda: this ddpm-bench was built without the CUDA backend\n");
+    std::fprintf(
+        stderr, "ddpm-bench: --backend cuda: this ddpm-bench was built without the CUDA backend\n");
     return 3;
 #endif
   }
-  std::fprintf(stderr, "ddpm-bench: --backend: unknown backend '%s' (cpu, reference, cuda)\n", a.backend.c_str());
+  std::fprintf(stderr, "ddpm-bench: --backend: unknown backend '%s' (cpu, reference, cuda)\n",
+               a.backend.c_str());
   return 2;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "ddpm-bench: %s\n", e.what());

@@ -16,14 +16,13 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include <ddpm/io/font.hpp>
-#include <ddpm/io/plot.hpp>
-#include <ddpm/io/png.hpp>
+#include "ddpm/io/font.hpp"
+#include "ddpm/io/plot.hpp"
+#include "ddpm/io/png.hpp"
 
 namespace {
 
@@ -105,7 +104,8 @@ void draw_panel(Image8& img, const Panel& p, const std::vector<Series>& series, 
     full.fill(px0 - 4, y, px0, y + 1, axis);
     draw_text(img, px0 - 6 - text_width(t.label), y - 4, t.label, black);
   }
-  if (!p.unit.empty()) draw_text(img, x0 + 6, (py0 + py1 + text_width(p.unit)) / 2, p.unit, black, 1, true);
+  if (!p.unit.empty())
+    draw_text(img, x0 + 6, (py0 + py1 + text_width(p.unit)) / 2, p.unit, black, 1, true);
   full.fill(px0, py1, px1, py1 + 1, axis);
   full.fill(px0, py0, px0 + 1, py1 + 1, axis);
 
@@ -140,8 +140,9 @@ void draw_panel(Image8& img, const Panel& p, const std::vector<Series>& series, 
       full.fill(cx - 4, yhi, cx + 5, yhi + 1, black);
       full.fill(cx - 4, ylo, cx + 5, ylo + 1, black);
     }
-    const std::string lab = (b.label.empty() ? ddpm::io::detail::tick_label(b.value, b.value / 100) : b.label) +
-                            (b.contended ? "*" : "");
+    const std::string lab =
+        (b.label.empty() ? ddpm::io::detail::tick_label(b.value, b.value / 100) : b.label) +
+        (b.contended ? "*" : "");
     const long top_y = std::min(yb, std::isfinite(b.hi) ? Y(b.hi) : yb);
     const int sc = text_width(lab, 2) <= long(slot) - 4 ? 2 : 1;
     draw_text(img, cx - text_width(lab, sc) / 2, top_y - 4 - font_height * sc, lab, black, sc);
@@ -174,8 +175,9 @@ int main(int argc, char** argv) try {
   for (const auto& pj : j.at("panels")) {
     Panel p{str(pj, "title"), str(pj, "unit"), lines(pj, "notes"), {}};
     for (const auto& bj : pj.at("bars"))
-      p.bars.push_back(Bar{num(bj, "value"), num(bj, "lo"), num(bj, "hi"), str(bj, "label"), str(bj, "na"),
-                           bj.contains("contended") && bj["contended"].is_boolean() && bj["contended"].get<bool>()});
+      p.bars.push_back(Bar{
+          num(bj, "value"), num(bj, "lo"), num(bj, "hi"), str(bj, "label"), str(bj, "na"),
+          bj.contains("contended") && bj["contended"].is_boolean() && bj["contended"].get<bool>()});
     panels.push_back(std::move(p));
   }
   if (panels.empty()) throw std::runtime_error("no panels");
@@ -192,11 +194,13 @@ int main(int argc, char** argv) try {
   long W = std::max(2 * margin + cols * panel_w, 900L);
   for (const auto& s : subtitle) W = std::max(W, 2 * margin + long(text_width(s)));
   for (const auto& s : footer) W = std::max(W, 2 * margin + long(text_width(s)));
-  const long head = margin + 2 * font_height + 8 + long(subtitle.size()) * line + 8 + 2 * font_height + 12;
+  const long head =
+      margin + 2 * font_height + 8 + long(subtitle.size()) * line + 8 + 2 * font_height + 12;
   const long H = head + rows * panel_h + 8 + long(footer.size()) * line + margin;
   if (W > 8192 || H > 8192) throw std::runtime_error("chart too large");
 
-  Image8 img{std::size_t(H), std::size_t(W), 3, std::vector<std::uint8_t>(std::size_t(W * H * 3), 255)};
+  Image8 img{std::size_t(H), std::size_t(W), 3,
+             std::vector<std::uint8_t>(std::size_t(W * H * 3), 255)};
   const Rgb black{0, 0, 0};
   long y = margin;
   draw_text(img, (W - text_width(title, 2)) / 2, y, title, black, 2);

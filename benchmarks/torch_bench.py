@@ -278,7 +278,7 @@ def main():
             foreign.append(mon.foreign(a, b))
             nq = sum(1 for v in foreign if v is not None and v < args.quiet) if args.quiet > 0 else len(run_s)
             if nq >= R or (args.max_measure_s > 0 and time.perf_counter() - start > args.max_measure_s
-                           and len(run_s) >= 3):
+                           and len(run_s) >= min(3, R)):
                 break
         scale = full / run_steps
         calls = 2 if guidance is not None else 1

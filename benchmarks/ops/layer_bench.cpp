@@ -31,6 +31,7 @@
 // --batch=N (default 64), --no_ceiling_probe.
 #include <benchmark/benchmark.h>
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -42,8 +43,6 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "ddpm/backend/cpu.hpp"
 #include "ddpm/backend/cpu/gemm.hpp"
@@ -78,8 +77,10 @@ double g_sgemm_gflops = 0, g_copy_gbps = 0;  // ceilings probed at start-up (0 =
 template <class B>
 B& backend() {
   static B be = [] {
-    if constexpr (std::is_same_v<B, Cpu>) return Cpu(g_threads);
-    else return B{};
+    if constexpr (std::is_same_v<B, Cpu>)
+      return Cpu(g_threads);
+    else
+      return B{};
   }();
   return be;
 }
@@ -133,29 +134,33 @@ double timed_loop(benchmark::State& st, F&& body) {
 
 /// Counters GFLOP (printed as a rate, GFLOP/s) and %ceiling of the sgemm ceiling.
 void set_flops(benchmark::State& st, double flops, double seconds) {
-  st.counters["GFLOP"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   if (g_sgemm_gflops > 0 && seconds > 0)
-    st.counters["%ceiling"] = flops * double(st.iterations()) / seconds * 1e-9 / g_sgemm_gflops * 100.0;
+    st.counters["%ceiling"] =
+        flops * double(st.iterations()) / seconds * 1e-9 / g_sgemm_gflops * 100.0;
 }
 /// Counters GB (printed as a rate, GB/s) and %ceiling of the memory-copy ceiling.
 void set_bytes(benchmark::State& st, double bytes, double seconds) {
-  st.counters["GB"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB"] =
+      benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   if (g_copy_gbps > 0 && seconds > 0)
-    st.counters["%ceiling"] = bytes * double(st.iterations()) / seconds * 1e-9 / g_copy_gbps * 100.0;
+    st.counters["%ceiling"] =
+        bytes * double(st.iterations()) / seconds * 1e-9 / g_copy_gbps * 100.0;
 }
 
 // ------------------------------------------------------------------ the layers of one config
 struct Uses {
   // key -> occurrences; keys are the layer's sizes
   std::map<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool>, int>
-      conv;                                                          // cin, cout, k, stride, res_in, need_dx
-  std::map<std::tuple<std::size_t, std::size_t, bool>, int> norm;   // c, res, silu
-  std::map<std::pair<std::size_t, std::size_t>, int> dropout;        // c, res
-  std::map<std::pair<std::size_t, std::size_t>, int> linear;         // in, out
-  std::map<std::pair<std::size_t, std::size_t>, int> attention;      // c, res
-  std::map<std::pair<std::size_t, std::size_t>, int> upsample;       // c, res_in
+      conv;  // cin, cout, k, stride, res_in, need_dx
+  std::map<std::tuple<std::size_t, std::size_t, bool>, int> norm;              // c, res, silu
+  std::map<std::pair<std::size_t, std::size_t>, int> dropout;                  // c, res
+  std::map<std::pair<std::size_t, std::size_t>, int> linear;                   // in, out
+  std::map<std::pair<std::size_t, std::size_t>, int> attention;                // c, res
+  std::map<std::pair<std::size_t, std::size_t>, int> upsample;                 // c, res_in
   std::map<std::tuple<std::size_t, std::size_t, std::size_t>, int> res_block;  // cin, cout, res
-  std::map<std::pair<std::size_t, std::size_t>, int> attn_block;     // c, res
+  std::map<std::pair<std::size_t, std::size_t>, int> attn_block;               // c, res
 };
 
 /// Walks the U-Net of ../shared/ref/unet.py (as benchmarks/flops.hpp does) and records every layer.
@@ -228,8 +233,8 @@ double conv_flops(std::size_t cin, std::size_t cout, std::size_t k, std::size_t 
 }
 
 template <class B>
-void bm_conv(benchmark::State& st, std::size_t cin, std::size_t cout, std::size_t k, std::size_t stride,
-             std::size_t res, bool need_dx, Pass pass) {
+void bm_conv(benchmark::State& st, std::size_t cin, std::size_t cout, std::size_t k,
+             std::size_t stride, std::size_t res, bool need_dx, Pass pass) {
   ddpm::nn::ParamInit init(ddpm::Rng{1});
   nn::Conv2d<T, B> conv(cin, cout, ConvGeometry{k, stride, k / 2}, backend<B>(), init);
   const Tensor<B> x = random<B>(Shape{g_batch, cin, res, res}, 2);
@@ -242,31 +247,28 @@ void bm_conv(benchmark::State& st, std::size_t cin, std::size_t cout, std::size_
   } else {
     const Tensor<B> dy = random<B>(ys, 3);
     Tensor<B> dx(need_dx ? x.shape() : Shape{});
-    const double sec = timed_loop<B>(st, [&] {
-      conv.backward(x.cview(), dy.cview(), need_dx ? dx.view() : View<T>{}, false);
-    });
+    const double sec = timed_loop<B>(
+        st, [&] { conv.backward(x.cview(), dy.cview(), need_dx ? dx.view() : View<T>{}, false); });
     set_flops(st, need_dx ? 2 * f : f, sec);
   }
 }
 
 template <class B>
-void bm_norm(benchmark::State& st, std::size_t c, std::size_t res, bool silu, std::size_t groups, Pass pass) {
+void bm_norm(benchmark::State& st, std::size_t c, std::size_t res, bool silu, std::size_t groups,
+             Pass pass) {
   ddpm::nn::ParamInit init(ddpm::Rng{1});
   nn::GroupNorm<T, B> gn(c, groups, backend<B>(), init);
   const Tensor<B> x = random<B>(Shape{g_batch, c, res, res}, 2);
   Tensor<B> y(x.shape());
   gn.forward(x.cview(), y.view(), silu);
   if (pass == Pass::fwd) {
-    const double sec = timed_loop<B>(st, [&] {
-      gn.forward(x.cview(), y.view(), silu);
-    });
+    const double sec = timed_loop<B>(st, [&] { gn.forward(x.cview(), y.view(), silu); });
     set_bytes(st, 8.0 * double(x.size()), sec);
   } else {
     const Tensor<B> dy = random<B>(x.shape(), 3);
     Tensor<B> dx(x.shape());
-    const double sec = timed_loop<B>(st, [&] {
-      gn.backward(x.cview(), dy.cview(), dx.view(), silu, false);
-    });
+    const double sec =
+        timed_loop<B>(st, [&] { gn.backward(x.cview(), dy.cview(), dx.view(), silu, false); });
     set_bytes(st, 12.0 * double(x.size()), sec);
   }
 }
@@ -278,8 +280,10 @@ void bm_dropout(benchmark::State& st, std::size_t c, std::size_t res, double p, 
   Tensor<B> y(x.shape());
   std::uint64_t stream = 0;
   const double sec = timed_loop<B>(st, [&] {
-    if (pass == Pass::fwd) d.forward(x.cview(), y.view(), ddpm::Rng{5}, ++stream);
-    else d.backward(x.cview(), y.view(), ddpm::Rng{5}, ++stream, false);
+    if (pass == Pass::fwd)
+      d.forward(x.cview(), y.view(), ddpm::Rng{5}, ++stream);
+    else
+      d.backward(x.cview(), y.view(), ddpm::Rng{5}, ++stream, false);
   });
   set_bytes(st, 8.0 * double(x.size()), sec);
 }
@@ -292,16 +296,13 @@ void bm_linear(benchmark::State& st, std::size_t in, std::size_t out, Pass pass)
   Tensor<B> y(Shape{g_batch, out});
   const double f = 2.0 * double(g_batch * in * out);
   if (pass == Pass::fwd) {
-    const double sec = timed_loop<B>(st, [&] {
-      lin.forward(x.cview(), y.view());
-    });
+    const double sec = timed_loop<B>(st, [&] { lin.forward(x.cview(), y.view()); });
     set_flops(st, f, sec);
   } else {
     const Tensor<B> dy = random<B>(y.shape(), 3);
     Tensor<B> dx(x.shape());
-    const double sec = timed_loop<B>(st, [&] {
-      lin.backward(x.cview(), dy.cview(), dx.view(), false);
-    });
+    const double sec =
+        timed_loop<B>(st, [&] { lin.backward(x.cview(), dy.cview(), dx.view(), false); });
     set_flops(st, 2 * f, sec);
   }
 }
@@ -319,16 +320,14 @@ void bm_attention(benchmark::State& st, std::size_t c, std::size_t res, Pass pas
   Tensor<B> probs(nn::Attention<T, B>::probs_shape(qs)), out(nn::Attention<T, B>::output_shape(qs));
   attn.forward(qkv.cview(), probs.view(), out.view());
   if (pass == Pass::fwd) {
-    const double sec = timed_loop<B>(st, [&] {
-      attn.forward(qkv.cview(), probs.view(), out.view());
-    });
+    const double sec =
+        timed_loop<B>(st, [&] { attn.forward(qkv.cview(), probs.view(), out.view()); });
     set_flops(st, attention_flops(c, res), sec);
   } else {
     const Tensor<B> dout = random<B>(out.shape(), 3);
     Tensor<B> dqkv(qs);
-    const double sec = timed_loop<B>(st, [&] {
-      attn.backward(qkv.cview(), probs.cview(), dout.cview(), dqkv.view());
-    });
+    const double sec = timed_loop<B>(
+        st, [&] { attn.backward(qkv.cview(), probs.cview(), dout.cview(), dqkv.view()); });
     set_flops(st, 2 * attention_flops(c, res), sec);
   }
 }
@@ -342,9 +341,7 @@ void bm_upsample(benchmark::State& st, std::size_t c, std::size_t res, Pass pass
   Tensor<B> y(ys), scratch(ys), dscratch(ys);
   const double f = conv_flops(c, c, 3, 2 * res);
   if (pass == Pass::fwd) {
-    const double sec = timed_loop<B>(st, [&] {
-      up.forward(x.cview(), y.view(), scratch.view());
-    });
+    const double sec = timed_loop<B>(st, [&] { up.forward(x.cview(), y.view(), scratch.view()); });
     set_flops(st, f, sec);
   } else {
     const Tensor<B> dy = random<B>(ys, 3);
@@ -357,24 +354,25 @@ void bm_upsample(benchmark::State& st, std::size_t c, std::size_t res, Pass pass
 }
 
 template <class B>
-void bm_res_block(benchmark::State& st, const nn::UNetConfig& cfg, std::size_t cin, std::size_t cout,
-                  std::size_t res, Pass pass) {
+void bm_res_block(benchmark::State& st, const nn::UNetConfig& cfg, std::size_t cin,
+                  std::size_t cout, std::size_t res, Pass pass) {
   ddpm::nn::ParamInit init(ddpm::Rng{1});
   const std::size_t E = cfg.emb_dim();
   nn::ResBlock<T, B> blk(cin, cout, E, cfg.groups, cfg.dropout, 0, backend<B>(), init);
   // conv2 is zero-initialised in the network; give it values so that nothing is trivially zero
   blk.visit_parameters([](auto, auto& p) { fill<B>(p.value, 9, -0.05f, 0.05f); });
   nn::Workspace<T, B> ws;
-  const Tensor<B> x = random<B>(Shape{g_batch, cin, res, res}, 2), emb = random<B>(Shape{g_batch, E}, 3);
+  const Tensor<B> x = random<B>(Shape{g_batch, cin, res, res}, 2),
+                  emb = random<B>(Shape{g_batch, E}, 3);
   Tensor<B> out(Shape{g_batch, cout, res, res});
-  double f = conv_flops(cin, cout, 3, res) + conv_flops(cout, cout, 3, res) + 2.0 * double(g_batch * E * cout);
+  double f = conv_flops(cin, cout, 3, res) + conv_flops(cout, cout, 3, res) +
+             2.0 * double(g_batch * E * cout);
   if (cin != cout) f += conv_flops(cin, cout, 1, res);
   const nn::Pass train{.train = true, .rng = ddpm::Rng{4}, .step = 1};
   if (pass != Pass::bwd) {
     const nn::Pass p = pass == Pass::fwd ? train : nn::Pass{};
-    const double sec = timed_loop<B>(st, [&] {
-      blk.forward(x.cview(), emb.cview(), out.view(), ws, p);
-    });
+    const double sec =
+        timed_loop<B>(st, [&] { blk.forward(x.cview(), emb.cview(), out.view(), ws, p); });
     set_flops(st, f, sec);
   } else {
     blk.forward(x.cview(), emb.cview(), out.view(), ws, train);
@@ -388,26 +386,25 @@ void bm_res_block(benchmark::State& st, const nn::UNetConfig& cfg, std::size_t c
 }
 
 template <class B>
-void bm_attn_block(benchmark::State& st, const nn::UNetConfig& cfg, std::size_t c, std::size_t res, Pass pass) {
+void bm_attn_block(benchmark::State& st, const nn::UNetConfig& cfg, std::size_t c, std::size_t res,
+                   Pass pass) {
   ddpm::nn::ParamInit init(ddpm::Rng{1});
   nn::AttnBlock<T, B> blk(c, cfg.groups, backend<B>(), init);
   blk.visit_parameters([](auto, auto& p) { fill<B>(p.value, 9, -0.05f, 0.05f); });
   nn::Workspace<T, B> ws;
   const Tensor<B> x = random<B>(Shape{g_batch, c, res, res}, 2);
   Tensor<B> out(x.shape());
-  const double f = conv_flops(c, 3 * c, 1, res) + conv_flops(c, c, 1, res) + attention_flops(c, res);
+  const double f =
+      conv_flops(c, 3 * c, 1, res) + conv_flops(c, c, 1, res) + attention_flops(c, res);
   blk.forward(x.cview(), out.view(), ws);
   if (pass != Pass::bwd) {
-    const double sec = timed_loop<B>(st, [&] {
-      blk.forward(x.cview(), out.view(), ws);
-    });
+    const double sec = timed_loop<B>(st, [&] { blk.forward(x.cview(), out.view(), ws); });
     set_flops(st, f, sec);
   } else {
     const Tensor<B> dy = random<B>(x.shape(), 5);
     Tensor<B> dx(x.shape());
-    const double sec = timed_loop<B>(st, [&] {
-      blk.backward(x.cview(), dy.cview(), dx.view(), false, ws);
-    });
+    const double sec =
+        timed_loop<B>(st, [&] { blk.backward(x.cview(), dy.cview(), dx.view(), false, ws); });
     set_flops(st, 2 * f, sec);
   }
 }
@@ -417,10 +414,11 @@ void bm_sgemm_ddpm(benchmark::State& st, std::size_t n, bool threaded) {
   Tensor<Cpu> a = random<Cpu>(Shape{n, n}, 1), b = random<Cpu>(Shape{n, n}, 2), c(Shape{n, n});
   const double sec = timed_loop<Cpu>(st, [&] {
     if (threaded)
-      ddpm::detail::cpu::sgemm(backend<Cpu>().ctx(), false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
-                               c.data(), n);
+      ddpm::detail::cpu::sgemm(backend<Cpu>().ctx(), false, false, n, n, n, 1.0f, a.data(), n,
+                               b.data(), n, 0.0f, c.data(), n);
     else
-      ddpm::detail::cpu::sgemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+      ddpm::detail::cpu::sgemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
+                               c.data(), n);
     benchmark::DoNotOptimize(c.data());
   });
   set_flops(st, 2.0 * double(n) * double(n) * double(n), sec);
@@ -429,7 +427,8 @@ void bm_sgemm_ddpm(benchmark::State& st, std::size_t n, bool threaded) {
 void bm_sgemm_eigen(benchmark::State& st, std::size_t n) {
   using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Tensor<Cpu> a = random<Cpu>(Shape{n, n}, 1), b = random<Cpu>(Shape{n, n}, 2), c(Shape{n, n});
-  Eigen::Map<const Mat> ma(a.data(), Eigen::Index(n), Eigen::Index(n)), mb(b.data(), Eigen::Index(n), Eigen::Index(n));
+  Eigen::Map<const Mat> ma(a.data(), Eigen::Index(n), Eigen::Index(n)),
+      mb(b.data(), Eigen::Index(n), Eigen::Index(n));
   Eigen::Map<Mat> mc(c.data(), Eigen::Index(n), Eigen::Index(n));
   const double sec = timed_loop<Cpu>(st, [&] {
     mc.noalias() = ma * mb;
@@ -438,18 +437,21 @@ void bm_sgemm_eigen(benchmark::State& st, std::size_t n) {
   set_flops(st, 2.0 * double(n) * double(n) * double(n), sec);
 }
 
-constexpr std::size_t copy_floats = std::size_t{64} << 20;  // 256 MiB per buffer: far beyond the caches
+constexpr std::size_t copy_floats = std::size_t{64}
+                                    << 20;  // 256 MiB per buffer: far beyond the caches
 
 void bm_copy(benchmark::State& st, bool threaded) {
   Tensor<Cpu> a = random<Cpu>(Shape{copy_floats}, 1), b(Shape{copy_floats});
   const double sec = timed_loop<Cpu>(st, [&] {
-    if (threaded) ddpm::Ops<Cpu>::copy(backend<Cpu>(), a.cview(), b.view());
-    else std::memcpy(b.data(), a.data(), copy_floats * sizeof(T));
+    if (threaded)
+      ddpm::Ops<Cpu>::copy(backend<Cpu>(), a.cview(), b.view());
+    else
+      std::memcpy(b.data(), a.data(), copy_floats * sizeof(T));
   });
   // traffic: read + write (the GB/s convention of the layers); bytes copied per second is half
   set_bytes(st, 8.0 * double(copy_floats), sec);
-  st.counters["copied_GB"] =
-      benchmark::Counter(4.0 * double(copy_floats) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["copied_GB"] = benchmark::Counter(4.0 * double(copy_floats) * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
 }
 
 /// Best rate of f (units per second; f returns the units of one call) over at least `reps` calls
@@ -470,20 +472,27 @@ double best_rate(int reps, double min_s, F&& f) {
 void probe_ceilings() {
   const std::size_t n = 1024;
   Tensor<Cpu> a = random<Cpu>(Shape{n, n}, 1), b = random<Cpu>(Shape{n, n}, 2), c(Shape{n, n});
-  g_sgemm_gflops = best_rate(8, 1.0, [&] {
-                     ddpm::detail::cpu::sgemm(backend<Cpu>().ctx(), false, false, n, n, n, 1.0f, a.data(), n, b.data(), n,
-                                              0.0f, c.data(), n);
-                     return 2.0 * double(n * n * n);
-                   }) * 1e-9;
+  g_sgemm_gflops =
+      best_rate(8, 1.0,
+                [&] {
+                  ddpm::detail::cpu::sgemm(backend<Cpu>().ctx(), false, false, n, n, n, 1.0f,
+                                           a.data(), n, b.data(), n, 0.0f, c.data(), n);
+                  return 2.0 * double(n * n * n);
+                }) *
+      1e-9;
   Tensor<Cpu> x = random<Cpu>(Shape{copy_floats}, 3), y(Shape{copy_floats});
-  g_copy_gbps = best_rate(4, 1.0, [&] {
-                  ddpm::Ops<Cpu>::copy(backend<Cpu>(), x.cview(), y.view());
-                  return 8.0 * double(copy_floats);
-                }) * 1e-9;
+  g_copy_gbps = best_rate(4, 1.0,
+                          [&] {
+                            ddpm::Ops<Cpu>::copy(backend<Cpu>(), x.cview(), y.view());
+                            return 8.0 * double(copy_floats);
+                          }) *
+                1e-9;
 }
 
 // ------------------------------------------------------------------ registration
-std::string dims(std::size_t c, std::size_t res) { return std::to_string(c) + "x" + std::to_string(res) + "x" + std::to_string(res); }
+std::string dims(std::size_t c, std::size_t res) {
+  return std::to_string(c) + "x" + std::to_string(res) + "x" + std::to_string(res);
+}
 
 template <class F>
 void reg(const std::string& name, int count, F f) {
@@ -497,28 +506,38 @@ void reg(const std::string& name, int count, F f) {
 /// Registers every layer of one config for backend B, named <prefix><config>/<layer>/<shape>/<pass>
 /// (prefix "" for the CPU; a CUDA build would instantiate this for backend::Cuda with "cuda/").
 template <class B>
-void register_config(const std::string& prefix, const std::string& name, const nn::UNetConfig& cfg) {
+void register_config(const std::string& prefix, const std::string& name,
+                     const nn::UNetConfig& cfg) {
   const Uses u = walk(cfg);
   const std::string p = prefix + name + "/";
   for (const auto& [key, count] : u.conv) {
     const auto [cin, cout, k, stride, res, need_dx] = key;
-    const std::string n = p + "conv" + std::to_string(k) + "x" + std::to_string(k) + (stride == 2 ? "s2" : "") + "/" +
-                          std::to_string(cin) + "-" + std::to_string(cout) + "@" + std::to_string(res) + "/";
-    reg(n + "fwd", count, [=](benchmark::State& st) { bm_conv<B>(st, cin, cout, k, stride, res, need_dx, Pass::fwd); });
-    reg(n + "bwd", count, [=](benchmark::State& st) { bm_conv<B>(st, cin, cout, k, stride, res, need_dx, Pass::bwd); });
+    const std::string n = p + "conv" + std::to_string(k) + "x" + std::to_string(k) +
+                          (stride == 2 ? "s2" : "") + "/" + std::to_string(cin) + "-" +
+                          std::to_string(cout) + "@" + std::to_string(res) + "/";
+    reg(n + "fwd", count, [=](benchmark::State& st) {
+      bm_conv<B>(st, cin, cout, k, stride, res, need_dx, Pass::fwd);
+    });
+    reg(n + "bwd", count, [=](benchmark::State& st) {
+      bm_conv<B>(st, cin, cout, k, stride, res, need_dx, Pass::bwd);
+    });
   }
   for (const auto& [key, count] : u.norm) {
     const auto [c, res, silu] = key;
     const std::string n = p + (silu ? "group_norm_silu/" : "group_norm/") + dims(c, res) + "/";
     const std::size_t g = cfg.groups;
-    reg(n + "fwd", count, [=](benchmark::State& st) { bm_norm<B>(st, c, res, silu, g, Pass::fwd); });
-    reg(n + "bwd", count, [=](benchmark::State& st) { bm_norm<B>(st, c, res, silu, g, Pass::bwd); });
+    reg(n + "fwd", count,
+        [=](benchmark::State& st) { bm_norm<B>(st, c, res, silu, g, Pass::fwd); });
+    reg(n + "bwd", count,
+        [=](benchmark::State& st) { bm_norm<B>(st, c, res, silu, g, Pass::bwd); });
   }
   for (const auto& [key, count] : u.dropout) {
     const auto [c, res] = key;
     const double pr = cfg.dropout;
-    reg(p + "dropout/" + dims(c, res) + "/fwd", count, [=](benchmark::State& st) { bm_dropout<B>(st, c, res, pr, Pass::fwd); });
-    reg(p + "dropout/" + dims(c, res) + "/bwd", count, [=](benchmark::State& st) { bm_dropout<B>(st, c, res, pr, Pass::bwd); });
+    reg(p + "dropout/" + dims(c, res) + "/fwd", count,
+        [=](benchmark::State& st) { bm_dropout<B>(st, c, res, pr, Pass::fwd); });
+    reg(p + "dropout/" + dims(c, res) + "/bwd", count,
+        [=](benchmark::State& st) { bm_dropout<B>(st, c, res, pr, Pass::bwd); });
   }
   for (const auto& [key, count] : u.linear) {
     const auto [in, out] = key;
@@ -528,25 +547,35 @@ void register_config(const std::string& prefix, const std::string& name, const n
   }
   for (const auto& [key, count] : u.attention) {
     const auto [c, res] = key;
-    reg(p + "attention/" + dims(c, res) + "/fwd", count, [=](benchmark::State& st) { bm_attention<B>(st, c, res, Pass::fwd); });
-    reg(p + "attention/" + dims(c, res) + "/bwd", count, [=](benchmark::State& st) { bm_attention<B>(st, c, res, Pass::bwd); });
+    reg(p + "attention/" + dims(c, res) + "/fwd", count,
+        [=](benchmark::State& st) { bm_attention<B>(st, c, res, Pass::fwd); });
+    reg(p + "attention/" + dims(c, res) + "/bwd", count,
+        [=](benchmark::State& st) { bm_attention<B>(st, c, res, Pass::bwd); });
   }
   for (const auto& [key, count] : u.upsample) {
     const auto [c, res] = key;
-    reg(p + "upsample/" + dims(c, res) + "/fwd", count, [=](benchmark::State& st) { bm_upsample<B>(st, c, res, Pass::fwd); });
-    reg(p + "upsample/" + dims(c, res) + "/bwd", count, [=](benchmark::State& st) { bm_upsample<B>(st, c, res, Pass::bwd); });
+    reg(p + "upsample/" + dims(c, res) + "/fwd", count,
+        [=](benchmark::State& st) { bm_upsample<B>(st, c, res, Pass::fwd); });
+    reg(p + "upsample/" + dims(c, res) + "/bwd", count,
+        [=](benchmark::State& st) { bm_upsample<B>(st, c, res, Pass::bwd); });
   }
   for (const auto& [key, count] : u.res_block) {
     const auto [cin, cout, res] = key;
-    const std::string n = p + "res_block/" + std::to_string(cin) + "-" + std::to_string(cout) + "@" + std::to_string(res) + "/";
-    for (const auto& [pass, pn] : {std::pair{Pass::infer, "infer"}, {Pass::fwd, "fwd"}, {Pass::bwd, "bwd"}})
-      reg(n + pn, count, [=, pass = pass](benchmark::State& st) { bm_res_block<B>(st, cfg, cin, cout, res, pass); });
+    const std::string n = p + "res_block/" + std::to_string(cin) + "-" + std::to_string(cout) +
+                          "@" + std::to_string(res) + "/";
+    for (const auto& [pass, pn] :
+         {std::pair{Pass::infer, "infer"}, {Pass::fwd, "fwd"}, {Pass::bwd, "bwd"}})
+      reg(n + pn, count, [=, pass = pass](benchmark::State& st) {
+        bm_res_block<B>(st, cfg, cin, cout, res, pass);
+      });
   }
   for (const auto& [key, count] : u.attn_block) {
     const auto [c, res] = key;
     const std::string n = p + "attn_block/" + dims(c, res) + "/";
-    reg(n + "fwd", count, [=](benchmark::State& st) { bm_attn_block<B>(st, cfg, c, res, Pass::fwd); });
-    reg(n + "bwd", count, [=](benchmark::State& st) { bm_attn_block<B>(st, cfg, c, res, Pass::bwd); });
+    reg(n + "fwd", count,
+        [=](benchmark::State& st) { bm_attn_block<B>(st, cfg, c, res, Pass::fwd); });
+    reg(n + "bwd", count,
+        [=](benchmark::State& st) { bm_attn_block<B>(st, cfg, c, res, Pass::bwd); });
   }
 }
 
@@ -555,8 +584,10 @@ void register_all() {
     const std::string s = std::to_string(n);
     reg("ceiling/sgemm/" + s + "/ddpm/threads:" + std::to_string(g_threads), 1,
         [=](benchmark::State& st) { bm_sgemm_ddpm(st, n, true); });
-    reg("ceiling/sgemm/" + s + "/ddpm/threads:1", 1, [=](benchmark::State& st) { bm_sgemm_ddpm(st, n, false); });
-    reg("ceiling/sgemm/" + s + "/eigen/threads:1", 1, [=](benchmark::State& st) { bm_sgemm_eigen(st, n); });
+    reg("ceiling/sgemm/" + s + "/ddpm/threads:1", 1,
+        [=](benchmark::State& st) { bm_sgemm_ddpm(st, n, false); });
+    reg("ceiling/sgemm/" + s + "/eigen/threads:1", 1,
+        [=](benchmark::State& st) { bm_sgemm_eigen(st, n); });
   }
   reg("ceiling/copy/256MiB/ddpm/threads:" + std::to_string(g_threads), 1,
       [](benchmark::State& st) { bm_copy(st, true); });
@@ -573,10 +604,14 @@ int main(int argc, char** argv) {
   int kept = 1;
   for (int i = 1; i < argc; ++i) {  // this program's flags; the rest goes to Google Benchmark
     const std::string a = argv[i];
-    if (a.rfind("--threads=", 0) == 0) g_threads = std::max(1, std::atoi(a.c_str() + 10));
-    else if (a.rfind("--batch=", 0) == 0) g_batch = std::size_t(std::max(1, std::atoi(a.c_str() + 8)));
-    else if (a == "--no_ceiling_probe") probe = false;
-    else argv[kept++] = argv[i];
+    if (a.rfind("--threads=", 0) == 0)
+      g_threads = std::max(1, std::atoi(a.c_str() + 10));
+    else if (a.rfind("--batch=", 0) == 0)
+      g_batch = std::size_t(std::max(1, std::atoi(a.c_str() + 8)));
+    else if (a == "--no_ceiling_probe")
+      probe = false;
+    else
+      argv[kept++] = argv[i];
   }
   argc = kept;
   benchmark::Initialize(&argc, argv);
