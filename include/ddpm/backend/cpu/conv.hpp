@@ -265,8 +265,12 @@ inline ConvAlgo choose_forward(const Conv2dShape& s, ConvAlgo algo) noexcept {
   if (algo != ConvAlgo::automatic) return ConvAlgo::gemm;
   if (!winograd_applies(s)) return ConvAlgo::gemm;
   if (std::min(s.c_in, s.c_out) >= winograd_min_channels) return ConvAlgo::winograd;
-  // conv_in-like (few inputs, many outputs): GEMM; conv_out-like (few outputs): direct loops.
-  return s.c_out >= winograd_min_channels ? ConvAlgo::gemm : ConvAlgo::direct;
+  // conv_in-like (few inputs, many outputs): GEMM. conv_out-like (few outputs): direct loops on
+  // small images, Winograd on large ones (measured: 28x28 direct 12-15 vs Winograd 9 GFLOP/s;
+  // 64x64 Winograd 26-31 vs direct 21-22).
+  if (s.c_out >= winograd_min_channels) return ConvAlgo::gemm;
+  return s.h_out() * s.w_out() >= 2048 && s.c_in >= winograd_min_channels ? ConvAlgo::winograd
+                                                                         : ConvAlgo::direct;
 }
 
 /// The algorithm for the weight gradient of shape s.
