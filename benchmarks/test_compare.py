@@ -92,6 +92,7 @@ class EndToEnd(unittest.TestCase):
             argv = ["--ddpm-bench", str(fake), "--torch-python", str(fake), "--rounds", "2", "--max-wait-s", "0",
                     "--modes", "train,infer,sample-ddim", "--steps", "5", "--out-dir", str(out)]
             chart = os.environ.get("DDPM_CHART")
+            chart = chart if chart and Path(chart).exists() else None
             if chart:
                 argv += ["--chart-tool", chart]
             else:
