@@ -112,6 +112,8 @@ TEST_CASE("eval load_samples: IDX files with labels, and size checks") {
   CHECK(s.labels == std::vector<std::int32_t>{4, 9});
   CHECK(s.images[784] == doctest::Approx(1.0));
   CHECK(s.images[0] == doctest::Approx(7 / 127.5 - 1));
+  CHECK_THROWS_WITH_AS((void)eval::grid_labels(s, false), doctest::Contains("read as an IDX file, not as a grid"),
+                       std::invalid_argument);
   io::write_idx(dir / "small-idx3", io::IdxArray{{2, 14, 14}, std::vector<std::uint8_t>(2 * 196)});
   CHECK_THROWS_WITH_AS((void)eval::load_samples(dir / "small-idx3", 1, 28),
                        doctest::Contains("images are 1x14x14 (CxHxW), the classifier takes 1x28x28"), IoError);

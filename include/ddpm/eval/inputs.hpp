@@ -271,8 +271,10 @@ inline std::vector<std::int32_t> parse_labels(std::string_view text, std::string
 }
 
 inline std::vector<std::int32_t> grid_labels(const SampleSet& s, bool columns) {
-  detail::require(s.kind == "grid" && s.grid_cols > 0, columns ? "--grid-cols-are-classes" : "--grid-rows-are-classes",
-                  "the samples (", s.source, ") are a ", s.kind, ", not a grid");
+  detail::require(s.kind == "grid" && s.grid_cols > 0,
+                  columns ? "--grid-cols-are-classes" : "--grid-rows-are-classes", "the samples (",
+                  s.source, ") were read as ", s.kind == "idx" ? "an IDX file" : "a folder",
+                  ", not as a grid PNG");
   std::vector<std::int32_t> out(s.n);
   for (std::size_t i = 0; i < s.n; ++i)
     out[i] = std::int32_t(columns ? i % s.grid_cols : i / s.grid_cols);
