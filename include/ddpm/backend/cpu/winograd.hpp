@@ -387,8 +387,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
           float* V = scratch;                          // [xi][panel][ci][16]
           float* M = scratch + points * v_stride;      // [xi][co][T]
           alignas(64) float zero_patch[6 * 8] = {};
-          // Per tile of the block: image, patch origin, and whether the patch / output tile lie
-          // wholly inside the image.
+          // Per tile of the block: image and patch origin (for the in-place output path).
           std::size_t tile_n[max_block];
           std::ptrdiff_t tile_y0[max_block], tile_x0[max_block];
           for (std::size_t b = r.begin(); b != r.end(); ++b) {
