@@ -203,3 +203,33 @@ TEST_CASE("image: load_image_folder errors name the folder or the bad file") {
   CHECK_THROWS_AS((void)ddpm::io::load_image_folder(dir.path(), 0), std::invalid_argument);
   CHECK_THROWS_AS((void)ddpm::io::load_image_folder(dir.path(), 8, 2), std::invalid_argument);
 }
+
+TEST_CASE("image: a JPEG Huffman table of more than 256 codes is refused before stb_image sees it") {
+  // Regression of tests/fuzz/fuzz_image: stb_image 2.27 (Debian 12) writes past its Huffman
+  // tables for such a segment (tests/fuzz/corpus/image/crash_*). Also with 0xFF fill bytes
+  // before the start-of-image marker, which stb_image skips.
+  TempDir dir;
+  std::vector<std::uint8_t> seg{0x00};  // table class 0, id 0
+  for (int i = 0; i < 16; ++i) seg.push_back(19);  // 16 x 19 = 304 codes
+  for (int i = 0; i < 304; ++i) seg.push_back(std::uint8_t(i));
+  std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 0xFF, 0xC4, std::uint8_t((seg.size() + 2) >> 8),
+                                 std::uint8_t((seg.size() + 2) & 0xFF)};
+  jpeg.insert(jpeg.end(), seg.begin(), seg.end());
+  jpeg.push_back(0xFF);
+  jpeg.push_back(0xD9);
+  const auto p = dir / "dht.jpg";
+  write_bytes(p, jpeg);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p), p.string(), "more than 256 codes");
+  jpeg.insert(jpeg.begin(), 5, 0xFF);
+  write_bytes(p, jpeg);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p), p.string(), "more than 256 codes");
+  // 256 codes exactly is allowed by the format: not refused by the guard.
+  std::vector<std::uint8_t> ok{0xFF, 0xD8, 0xFF, 0xC4, 0x01, 0x13, 0x00};
+  for (int i = 0; i < 16; ++i) ok.push_back(16);
+  for (int i = 0; i < 256; ++i) ok.push_back(std::uint8_t(i));
+  CHECK(ddpm::io::detail::jpeg_huffman_tables_ok(std::as_bytes(std::span(ok))));
+  // A real JPEG passes.
+  REQUIRE(stbi_write_jpg((dir / "a.jpg").c_str(), 8, 8, 3, constant(8, 8, 3, 90).px.data(), 95));
+  const auto real = ddpm::io::test::read_bytes(dir / "a.jpg");
+  CHECK(ddpm::io::detail::jpeg_huffman_tables_ok(std::as_bytes(std::span(real))));
+}

@@ -56,6 +56,9 @@ class Model {
   /// `step` from Philox, forms x_t, runs the network, the target and loss policies, and
   /// accumulates the parameter gradients. x0 (N, C, H, W) in [-1, 1], in backend memory; labels
   /// (host, N) in [0, num_classes) or empty for an unconditional model. Returns the mean loss.
+  /// x0 is not scanned for NaN/Inf (a pass over the batch every step): a non-finite input gives
+  /// a non-finite loss and gradients, which the caller must check before an optimiser step
+  /// (Trainer does: it skips the step, see train/trainer.hpp).
   virtual double forward_backward(ConstView<T> x0, std::span<const std::int32_t> labels,
                                   std::uint64_t step, const TrainStepOptions& opts) = 0;
   /// Samples with the current network weights.

@@ -144,6 +144,53 @@ inline bool has_image_extension(const std::filesystem::path& p) {
   return false;
 }
 
+/// False for a JPEG whose Huffman table segment (DHT) declares more than 256 codes in one
+/// table. stb_image 2.27 (Debian 12's libstb) does not check that and writes past its tables
+/// (memory corruption from a 60-byte file; found by tests/fuzz/fuzz_image, fixed upstream in
+/// 2.28), so such files are refused before stb_image sees them. The scan follows the marker
+/// segments the way stb_image reads them: lengths between markers, entropy-coded data after a
+/// scan header up to the next 0xFF that is not a stuffed 0xFF00 or a restart marker.
+[[nodiscard]] inline bool jpeg_huffman_tables_ok(std::span<const std::byte> b) noexcept {
+  const std::size_t n = b.size();
+  auto at = [&](std::size_t i) { return i < n ? std::to_integer<unsigned>(b[i]) : 0u; };
+  // Start of image: 0xFF, any number of 0xFF fill bytes, 0xD8 (stb_image skips fill bytes).
+  std::size_t i = 0;
+  while (i < n && at(i) == 0xFF) ++i;
+  if (i == 0 || at(i) != 0xD8) return true;  // not a JPEG
+  ++i;
+  while (i + 1 < n) {
+    if (at(i) != 0xFF) {  // entropy-coded data or junk between segments
+      ++i;
+      continue;
+    }
+    const unsigned m = at(i + 1);
+    if (m == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) {  // no length field
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9) return true;  // end of image
+    const std::size_t len = (std::size_t(at(i + 2)) << 8) | at(i + 3);
+    if (m == 0xC4) {
+      // DHT: tables of 1 + 16 + count bytes while the segment's length lasts (as stb reads it).
+      long left = long(len) - 2;
+      std::size_t p = i + 4;
+      while (left > 0) {
+        unsigned count = 0;
+        for (std::size_t k = 1; k <= 16; ++k) count += at(p + k);
+        if (count > 256) return false;
+        p += 17 + count;
+        left -= long(17 + count);
+      }
+    }
+    i += 2 + len;
+  }
+  return true;
+}
+
 /// HWC image into an NCHW slot.
 inline void hwc_to_chw(const Image8& img, std::uint8_t* dst) {
   const std::size_t hw = img.h * img.w;
@@ -161,6 +208,8 @@ inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& 
     throw IoError(name, detail::cat("image file of ", bytes.size(),
                                     " bytes is larger than the limit of ", max_image_file_bytes));
   if (bytes.empty()) throw IoError(name, "cannot decode image: the file is empty");
+  if (!detail::jpeg_huffman_tables_ok(bytes))
+    throw IoError(name, "cannot decode image: corrupt JPEG (a Huffman table has more than 256 codes)");
   const auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, comp = 0;

@@ -156,15 +156,16 @@ class Trainer {
   /// Restores weights, EMA, Adam state and counters from a checkpoint written by this trainer
   /// (or save()). @throws CheckpointMismatch naming the differing field, IoError.
   LoadedCheckpoint resume(const std::filesystem::path& path) {
-    LoadedCheckpoint ck = load_checkpoint(path, model_, &adam_, ema(), false);
-    detail::require(!ema_ || ck.has_ema, "resume", path.string(),
-                    " has no EMA weights but this trainer uses EMA");
-    detail::require(ck.has_adam, "resume", path.string(), " has no Adam state");
-    if (ck.metadata.count("batch_size") && ck.metadata.at("batch_size") != std::to_string(cfg_.batch_size))
-      throw CheckpointMismatch(path.string(), "batch_size", ck.metadata.at("batch_size"),
-                               std::to_string(cfg_.batch_size));
-    counters_ = ck.counters;
-    return ck;
+    return finish_resume(load_checkpoint(path, model_, &adam_, ema(), false), path);
+  }
+
+  /// resume() from the newest complete checkpoint of a series written by save(): `path`, or
+  /// "<path>.prev" when `path` is missing or damaged (see load_latest_checkpoint; the result's
+  /// path and fallback_reason tell which was used and why).
+  LoadedCheckpoint resume_latest(const std::filesystem::path& path) {
+    LoadedCheckpoint ck = load_latest_checkpoint(path, model_, &adam_, ema(), false);
+    const std::filesystem::path used = ck.path;
+    return finish_resume(std::move(ck), used);
   }
 
   /// Writes a checkpoint (atomic; the previous one kept as <path>.prev).
@@ -359,6 +360,17 @@ class Trainer {
   }
 
  private:
+  LoadedCheckpoint finish_resume(LoadedCheckpoint ck, const std::filesystem::path& path) {
+    detail::require(!ema_ || ck.has_ema, "resume", path.string(),
+                    " has no EMA weights but this trainer uses EMA");
+    detail::require(ck.has_adam, "resume", path.string(), " has no Adam state");
+    if (ck.metadata.count("batch_size") && ck.metadata.at("batch_size") != std::to_string(cfg_.batch_size))
+      throw CheckpointMismatch(path.string(), "batch_size", ck.metadata.at("batch_size"),
+                               std::to_string(cfg_.batch_size));
+    counters_ = ck.counters;
+    return ck;
+  }
+
   void check_data(const io::ImageDataset& d) const {
     const auto& cfg = model_.net().config();
     detail::require(d.n >= 1, "Trainer::fit: data", "the data set is empty");
