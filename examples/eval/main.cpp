@@ -6,22 +6,20 @@
 //   ddpm-eval score --samples runs/mnist/grid.png --grid-rows-are-classes      (JSON on stdout)
 //   ddpm-eval score --classifier c.safetensors --samples samples/ --real DIR    (a folder of PNGs)
 //   ddpm-eval info --classifier c.safetensors
-#include <CLI/CLI.hpp>
+#include <oneapi/tbb/global_control.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <ddpm/backend/cpu.hpp>
+#include <ddpm/eval/all.hpp>
+#include <ddpm/io/idx.hpp>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <oneapi/tbb/global_control.h>
-
-#include <ddpm/backend/cpu.hpp>
-#include <ddpm/eval/all.hpp>
-#include <ddpm/io/idx.hpp>
 
 #ifndef DDPM_EXAMPLE_DATA_DIR
 #define DDPM_EXAMPLE_DATA_DIR "data/mnist10k"
@@ -64,7 +62,8 @@ std::string list_text(const std::vector<std::size_t>& v) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  CLI::App app{"ddpm-eval: a small classifier that scores generated images (ddpm, SIMD CPU backend)"};
+  CLI::App app{
+      "ddpm-eval: a small classifier that scores generated images (ddpm, SIMD CPU backend)"};
   app.require_subcommand(1);
   int threads = 0;
   app.add_option("--threads", threads, "worker threads (0 = all cores)")->capture_default_str();
@@ -80,58 +79,83 @@ int main(int argc, char** argv) try {
   std::size_t train_limit = 0;
   train->add_option("--data", data_dir, "MNIST-format folder (train-images-idx3-ubyte[.gz], ...)")
       ->capture_default_str();
-  train->add_option("--out", out_file, "classifier file to write (safetensors)")->capture_default_str();
+  train->add_option("--out", out_file, "classifier file to write (safetensors)")
+      ->capture_default_str();
   train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str();
   train->add_option("--batch", tc.batch_size, "batch size")->capture_default_str();
-  train->add_option("--lr", tc.lr, "peak learning rate (AdamW, warm-up then cosine)")->capture_default_str();
+  train->add_option("--lr", tc.lr, "peak learning rate (AdamW, warm-up then cosine)")
+      ->capture_default_str();
   train->add_option("--weight-decay", tc.weight_decay, "AdamW weight decay")->capture_default_str();
   train->add_option("--warmup", tc.warmup_steps, "warm-up steps")->capture_default_str();
-  train->add_option("--label-smoothing", tc.label_smoothing, "label smoothing")->capture_default_str();
-  train->add_option("--seed", tc.seed, "seed (initialisation, order, augmentation)")->capture_default_str();
-  train->add_option("--channels", cc.channels, "channels per stage")->delimiter(',')->capture_default_str();
+  train->add_option("--label-smoothing", tc.label_smoothing, "label smoothing")
+      ->capture_default_str();
+  train->add_option("--seed", tc.seed, "seed (initialisation, order, augmentation)")
+      ->capture_default_str();
+  train->add_option("--channels", cc.channels, "channels per stage")
+      ->delimiter(',')
+      ->capture_default_str();
   train->add_option("--depth", cc.depth, "conv units per stage")->capture_default_str();
   train->add_option("--groups", cc.groups, "GroupNorm groups")->capture_default_str();
-  train->add_option("--max-shift", tc.augment.max_shift, "augmentation: max shift (pixels)")->capture_default_str();
+  train->add_option("--max-shift", tc.augment.max_shift, "augmentation: max shift (pixels)")
+      ->capture_default_str();
   train->add_option("--rotate", tc.augment.max_rotation_deg, "augmentation: max rotation (degrees)")
       ->capture_default_str();
-  train->add_option("--scale", tc.augment.max_scale, "augmentation: max relative scale change")->capture_default_str();
-  train->add_flag("--hflip", tc.augment.hflip, "augmentation: random left-right flips (not for digits)");
+  train->add_option("--scale", tc.augment.max_scale, "augmentation: max relative scale change")
+      ->capture_default_str();
+  train->add_flag("--hflip", tc.augment.hflip,
+                  "augmentation: random left-right flips (not for digits)");
   train->add_flag("--no-augment", no_augment, "no augmentation");
   train->add_option("--train-limit", train_limit, "use only the first N training images (0 = all)")
       ->capture_default_str();
 
   // ---- score
-  auto* score = app.add_subcommand("score", "score generated images; JSON on stdout, a summary line on stderr");
-  std::string classifier_file = DDPM_EXAMPLE_CLASSIFIER, samples, labels_text, labels_idx, real_dir = DDPM_EXAMPLE_DATA_DIR;
+  auto* score = app.add_subcommand(
+      "score", "score generated images; JSON on stdout, a summary line on stderr");
+  std::string classifier_file = DDPM_EXAMPLE_CLASSIFIER, samples, labels_text, labels_idx,
+              real_dir = DDPM_EXAMPLE_DATA_DIR;
   std::string real_split = "t10k", train_split = "train", json_out;
   bool rows_are_classes = false, cols_are_classes = false, per_sample = false, no_nearest = false;
   std::optional<std::size_t> grid_pad, grid_upscale;
   ddpm::eval::ScoreOptions so;
   score->add_option("--classifier", classifier_file, "classifier file (ddpm-eval train-classifier)")
       ->capture_default_str();
-  score->add_option("--samples", samples, "a grid PNG, a folder of images, or an IDX file")->required();
-  auto* o_labels = score->add_option("--labels", labels_text, "requested class of each image, e.g. 0,0,1,1,...");
-  auto* o_labels_idx = score->add_option("--labels-idx", labels_idx, "requested classes as an IDX labels file (with IDX samples)");
-  auto* o_rows = score->add_flag("--grid-rows-are-classes", rows_are_classes, "row r of the grid shows class r");
-  auto* o_cols = score->add_flag("--grid-cols-are-classes", cols_are_classes, "column c of the grid shows class c");
+  score->add_option("--samples", samples, "a grid PNG, a folder of images, or an IDX file")
+      ->required();
+  auto* o_labels =
+      score->add_option("--labels", labels_text, "requested class of each image, e.g. 0,0,1,1,...");
+  auto* o_labels_idx = score->add_option(
+      "--labels-idx", labels_idx, "requested classes as an IDX labels file (with IDX samples)");
+  auto* o_rows = score->add_flag("--grid-rows-are-classes", rows_are_classes,
+                                 "row r of the grid shows class r");
+  auto* o_cols = score->add_flag("--grid-cols-are-classes", cols_are_classes,
+                                 "column c of the grid shows class c");
   o_labels->excludes(o_labels_idx)->excludes(o_rows)->excludes(o_cols);
   o_labels_idx->excludes(o_rows)->excludes(o_cols);
   o_rows->excludes(o_cols);
-  score->add_option("--grid-pad", grid_pad, "grid padding in pixels before upscaling (default: detect)");
+  score->add_option("--grid-pad", grid_pad,
+                    "grid padding in pixels before upscaling (default: detect)");
   score->add_option("--grid-upscale", grid_upscale, "grid upscale factor (default: detect)");
-  score->add_option("--real", real_dir, "MNIST-format folder of real images: the held-out split is the "
-                                        "Fréchet reference, the train split the nearest-neighbour base")
+  score
+      ->add_option("--real", real_dir,
+                   "MNIST-format folder of real images: the held-out split is the "
+                   "Fréchet reference, the train split the nearest-neighbour base")
       ->capture_default_str();
   score->add_option("--real-split", real_split, "held-out split of --real")->capture_default_str();
-  score->add_option("--train-split", train_split, "training split of --real (nearest neighbours)")->capture_default_str();
-  score->add_flag("--no-nearest", no_nearest, "skip the nearest-training-image distances");
-  score->add_option("--confident", so.confident_threshold, "confidence threshold")->capture_default_str();
-  score->add_option("--copy-threshold", so.copy_threshold,
-                    "nearest-training distance (L2, [0,1] pixels) below which a sample counts as a copy")
+  score->add_option("--train-split", train_split, "training split of --real (nearest neighbours)")
       ->capture_default_str();
-  score->add_option("--repeats", so.baseline_repeats, "draws of the real Fréchet baseline")->capture_default_str();
+  score->add_flag("--no-nearest", no_nearest, "skip the nearest-training-image distances");
+  score->add_option("--confident", so.confident_threshold, "confidence threshold")
+      ->capture_default_str();
+  score
+      ->add_option(
+          "--copy-threshold", so.copy_threshold,
+          "nearest-training distance (L2, [0,1] pixels) below which a sample counts as a copy")
+      ->capture_default_str();
+  score->add_option("--repeats", so.baseline_repeats, "draws of the real Fréchet baseline")
+      ->capture_default_str();
   score->add_option("--json", json_out, "also write the JSON report to this file");
-  score->add_flag("--per-sample", per_sample, "include per-sample nearest-neighbour distances in the JSON");
+  score->add_flag("--per-sample", per_sample,
+                  "include per-sample nearest-neighbour distances in the JSON");
 
   // ---- info
   auto* info = app.add_subcommand("info", "print a classifier file's configuration and metadata");
@@ -159,10 +183,11 @@ int main(int argc, char** argv) try {
     cc.in_channels = data.c;
     cc.image_size = data.h;
     cc.num_classes = std::max<std::size_t>(classes, 2);
-    ddpm::detail::require(data.h == data.w, "--data", data_dir, ": images are ", data.h, "x", data.w,
-                          "; the classifier needs square images");
+    ddpm::detail::require(data.h == data.w, "--data", data_dir, ": images are ", data.h, "x",
+                          data.w, "; the classifier needs square images");
     ddpm::eval::Classifier<float, Backend> net(cc, be, tc.seed);
-    std::fprintf(stderr, "data: %zu training images %zux%zux%zu, %zu classes, %s test images, from %s\n",
+    std::fprintf(stderr,
+                 "data: %zu training images %zux%zux%zu, %zu classes, %s test images, from %s\n",
                  data.n, data.c, data.h, data.w, cc.num_classes,
                  test ? std::to_string(test->n).c_str() : "no", data_dir.c_str());
     std::fprintf(stderr, "classifier: channels %s, depth %zu, %zu parameters, %d threads\n",
@@ -183,15 +208,15 @@ int main(int argc, char** argv) try {
     meta["train.batch"] = std::to_string(tc.batch_size);
     meta["train.lr"] = ddpm::detail::cat(tc.lr);
     meta["train.seed"] = std::to_string(tc.seed);
-    meta["train.augment"] = ddpm::detail::cat("shift ", tc.augment.max_shift, " rotate ",
-                                              tc.augment.max_rotation_deg, " scale ", tc.augment.max_scale,
-                                              tc.augment.hflip ? " hflip" : "");
+    meta["train.augment"] =
+        ddpm::detail::cat("shift ", tc.augment.max_shift, " rotate ", tc.augment.max_rotation_deg,
+                          " scale ", tc.augment.max_scale, tc.augment.hflip ? " hflip" : "");
     meta["train.seconds"] = ddpm::detail::cat(rep.seconds);
     meta["train.threads"] = std::to_string(be.threads());
     meta["train.final_loss"] = ddpm::detail::cat(rep.epochs.back().train_loss);
     ddpm::eval::save_classifier(out_file, net, meta);
-    std::printf("trained in %.1f s (%zu steps); test accuracy %s on %zu images; wrote %s\n", rep.seconds,
-                rep.steps, test ? ddpm::detail::cat(rep.test_accuracy).c_str() : "n/a",
+    std::printf("trained in %.1f s (%zu steps); test accuracy %s on %zu images; wrote %s\n",
+                rep.seconds, rep.steps, test ? ddpm::detail::cat(rep.test_accuracy).c_str() : "n/a",
                 test ? test->n : std::size_t{0}, out_file.c_str());
     return 0;
   }
@@ -209,16 +234,17 @@ int main(int argc, char** argv) try {
   // score
   auto loaded = ddpm::eval::load_classifier<float, Backend>(classifier_file, be);
   const auto& cfg = loaded.net.config();
-  ddpm::eval::SampleSet set = ddpm::eval::load_samples(samples, cfg.in_channels, cfg.image_size, grid_pad,
-                                                       grid_upscale, labels_idx);
+  ddpm::eval::SampleSet set = ddpm::eval::load_samples(samples, cfg.in_channels, cfg.image_size,
+                                                       grid_pad, grid_upscale, labels_idx);
   std::vector<std::int32_t> labels = set.labels;
   if (!labels_text.empty()) labels = ddpm::eval::parse_labels(labels_text);
   if (rows_are_classes || cols_are_classes) labels = ddpm::eval::grid_labels(set, cols_are_classes);
   ddpm::detail::require(labels.empty() || labels.size() == set.n, "--labels", labels.size(),
                         " labels for ", set.n, " images in ", set.source);
   if (!has_split(real_dir, real_split))
-    throw ddpm::IoError(real_dir, "no held-out split '" + real_split +
-                                      "' (e.g. t10k-images-idx3-ubyte[.gz]) for the Fréchet reference");
+    throw ddpm::IoError(real_dir,
+                        "no held-out split '" + real_split +
+                            "' (e.g. t10k-images-idx3-ubyte[.gz]) for the Fréchet reference");
   const auto held_out = ddpm::io::load_mnist_dir(real_dir, real_split, /*require_labels=*/false);
   std::optional<ddpm::io::ImageDataset> train_set;
   if (!no_nearest && has_split(real_dir, train_split))
@@ -226,12 +252,14 @@ int main(int argc, char** argv) try {
   else if (!no_nearest)
     std::fprintf(stderr, "note: %s has no '%s' split; nearest-training distances skipped\n",
                  real_dir.c_str(), train_split.c_str());
-  if (train_set && loaded.metadata.count("data.train_sha256") && train_set->labels.size() == train_set->n &&
+  if (train_set && loaded.metadata.count("data.train_sha256") &&
+      train_set->labels.size() == train_set->n &&
       ddpm::eval::dataset_sha256(*train_set) != loaded.metadata.at("data.train_sha256"))
     std::fprintf(stderr, "note: the classifier was trained on other data (%s) than %s/%s\n",
                  loaded.metadata.count("data.name") ? loaded.metadata.at("data.name").c_str() : "?",
                  real_dir.c_str(), train_split.c_str());
-  ddpm::eval::Evaluator<float, Backend> ev(loaded.net, held_out, train_set ? &*train_set : nullptr, so);
+  ddpm::eval::Evaluator<float, Backend> ev(loaded.net, held_out, train_set ? &*train_set : nullptr,
+                                           so);
   const auto report = ev.score(set.images, set.n, labels);
   auto j = report.to_json(per_sample);
   nlohmann::ordered_json head;
@@ -249,7 +277,8 @@ int main(int argc, char** argv) try {
   std::cout << text << '\n';
   if (!json_out.empty()) {
     const std::string body = text + "\n";
-    ddpm::io::write_file_atomic(json_out, std::as_bytes(std::span<const char>(body.data(), body.size())));
+    ddpm::io::write_file_atomic(json_out,
+                                std::as_bytes(std::span<const char>(body.data(), body.size())));
   }
   std::fprintf(stderr, "%s\n", report.summary().c_str());
   return 0;

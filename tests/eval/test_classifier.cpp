@@ -70,7 +70,8 @@ TEST_CASE("eval Classifier: the CPU backend matches the reference") {
   test::check_close("logits", lb, la, 1e-4);
   const auto pa = eval::predict(a, std::vector<float>(x.data(), x.data() + x.size()), 5, 2);
   const auto pb = eval::predict(b, std::vector<float>(x.data(), x.data() + x.size()), 5, 5);
-  for (std::size_t i = 0; i < pa.probs.size(); ++i) CHECK(pa.probs[i] == doctest::Approx(pb.probs[i]).epsilon(1e-4));
+  for (std::size_t i = 0; i < pa.probs.size(); ++i)
+    CHECK(pa.probs[i] == doctest::Approx(pb.probs[i]).epsilon(1e-4));
   for (std::size_t i = 0; i < pa.features.size(); ++i)
     CHECK(pa.features[i] == doctest::Approx(pb.features[i]).epsilon(1e-4).scale(1e-3));
 }
@@ -93,7 +94,8 @@ TEST_CASE("eval softmax_cross_entropy: value and gradient") {
     lp[i] += 1e-2f;
     lm[i] -= 1e-2f;
     const double num = (eval::softmax_cross_entropy(lp, labels, 3, scratch) -
-                        eval::softmax_cross_entropy(lm, labels, 3, scratch)) / 2e-2;
+                        eval::softmax_cross_entropy(lm, labels, 3, scratch)) /
+                       2e-2;
     CHECK(d[i] == doctest::Approx(num).epsilon(1e-3).scale(1e-3));
   }
   // Label smoothing: the target spreads eps / k over every class.

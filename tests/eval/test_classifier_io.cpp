@@ -68,7 +68,8 @@ TEST_CASE("eval classifier file: not a classifier, missing or wrong tensors") {
   const std::vector<float> v(4, 1.0f);
   const auto bytes = std::as_bytes(std::span<const float>(v));
   // A safetensors file without the format key (e.g. a diffusion checkpoint).
-  io::write_safetensors(dir / "other.safetensors", std::vector<io::TensorEntry>{{"w", "F32", {4}, bytes}},
+  io::write_safetensors(dir / "other.safetensors",
+                        std::vector<io::TensorEntry>{{"w", "F32", {4}, bytes}},
                         {{"schedule", "cosine"}});
   CHECK_THROWS_WITH_AS((void)load(dir / "other.safetensors"),
                        doctest::Contains("not a ddpm-eval classifier"), IoError);
@@ -76,16 +77,20 @@ TEST_CASE("eval classifier file: not a classifier, missing or wrong tensors") {
                        doctest::Contains("missing.safetensors"), IoError);
   // Right metadata, wrong tensors.
   auto meta = eval::config_to_metadata(tiny());
-  io::write_safetensors(dir / "bad.safetensors", std::vector<io::TensorEntry>{{"w", "F32", {4}, bytes}}, meta);
+  io::write_safetensors(dir / "bad.safetensors",
+                        std::vector<io::TensorEntry>{{"w", "F32", {4}, bytes}}, meta);
   CHECK_THROWS_WITH_AS((void)load(dir / "bad.safetensors"),
                        doctest::Contains("lacks tensor 'units.0.conv.weight'"), IoError);
   io::write_safetensors(dir / "shape.safetensors",
-                        std::vector<io::TensorEntry>{{"units.0.conv.weight", "F32", {4}, bytes}}, meta);
-  CHECK_THROWS_WITH_AS((void)load(dir / "shape.safetensors"),
-                       doctest::Contains("'units.0.conv.weight' has shape (4), the configuration needs (4,1,3,3)"),
-                       IoError);
+                        std::vector<io::TensorEntry>{{"units.0.conv.weight", "F32", {4}, bytes}},
+                        meta);
+  CHECK_THROWS_WITH_AS(
+      (void)load(dir / "shape.safetensors"),
+      doctest::Contains("'units.0.conv.weight' has shape (4), the configuration needs (4,1,3,3)"),
+      IoError);
   meta["config.channels"] = "4,x";
-  io::write_safetensors(dir / "meta.safetensors", std::vector<io::TensorEntry>{{"w", "F32", {4}, bytes}}, meta);
+  io::write_safetensors(dir / "meta.safetensors",
+                        std::vector<io::TensorEntry>{{"w", "F32", {4}, bytes}}, meta);
   CHECK_THROWS_WITH_AS((void)load(dir / "meta.safetensors"),
                        doctest::Contains("'config.channels' = '4,x'"), IoError);
 }

@@ -79,8 +79,9 @@ TEST_CASE("eval load_samples: folders of PNGs, sorted, with size checks") {
   const auto imgs = random_images(3, 28, 5);
   for (std::size_t i = 0; i < 3; ++i)
     io::write_png_grid(dir / "ok" / ("s" + std::to_string(2 - i) + ".png"),
-                       std::span<const float>(imgs).subspan((2 - i) * 784, 784), 1, 1, 28, 28, 1, 0, 1.0f, 1);
-  std::filesystem::create_directories(dir / "ok" / "sub");  // ignored
+                       std::span<const float>(imgs).subspan((2 - i) * 784, 784), 1, 1, 28, 28, 1, 0,
+                       1.0f, 1);
+  std::filesystem::create_directories(dir / "ok" / "sub");        // ignored
   { std::ofstream(dir / "ok" / "notes.txt") << "not an image"; }  // ignored
   const auto s = eval::load_samples(dir / "ok", 1, 28);
   CHECK(s.kind == "folder");
@@ -94,7 +95,8 @@ TEST_CASE("eval load_samples: folders of PNGs, sorted, with size checks") {
   std::filesystem::create_directories(dir / "big");
   io::write_png_grid(dir / "big" / "x.png", random_images(1, 32, 6), 1, 1, 32, 32, 1, 0, 1.0f, 1);
   CHECK_THROWS_WITH_AS((void)eval::load_samples(dir / "big", 1, 28),
-                       doctest::Contains("x.png: image is 32x32, the classifier takes 28x28"), IoError);
+                       doctest::Contains("x.png: image is 32x32, the classifier takes 28x28"),
+                       IoError);
   CHECK_THROWS_WITH_AS((void)eval::load_samples(dir / "missing", 1, 28),
                        doctest::Contains("no such file or folder"), IoError);
 }
@@ -112,16 +114,19 @@ TEST_CASE("eval load_samples: IDX files with labels, and size checks") {
   CHECK(s.labels == std::vector<std::int32_t>{4, 9});
   CHECK(s.images[784] == doctest::Approx(1.0));
   CHECK(s.images[0] == doctest::Approx(7 / 127.5 - 1));
-  CHECK_THROWS_WITH_AS((void)eval::grid_labels(s, false), doctest::Contains("read as an IDX file, not as a grid"),
+  CHECK_THROWS_WITH_AS((void)eval::grid_labels(s, false),
+                       doctest::Contains("read as an IDX file, not as a grid"),
                        std::invalid_argument);
   io::write_idx(dir / "small-idx3", io::IdxArray{{2, 14, 14}, std::vector<std::uint8_t>(2 * 196)});
-  CHECK_THROWS_WITH_AS((void)eval::load_samples(dir / "small-idx3", 1, 28),
-                       doctest::Contains("images are 1x14x14 (CxHxW), the classifier takes 1x28x28"), IoError);
+  CHECK_THROWS_WITH_AS(
+      (void)eval::load_samples(dir / "small-idx3", 1, 28),
+      doctest::Contains("images are 1x14x14 (CxHxW), the classifier takes 1x28x28"), IoError);
 }
 
 TEST_CASE("eval parse_labels: lists and errors") {
   CHECK(eval::parse_labels("3,1, 4 ,1") == std::vector<std::int32_t>{3, 1, 4, 1});
-  CHECK_THROWS_WITH_AS((void)eval::parse_labels("1,x"), doctest::Contains("entry 2 ('x')"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)eval::parse_labels("1,x"), doctest::Contains("entry 2 ('x')"),
+                       std::invalid_argument);
   CHECK_THROWS_AS((void)eval::parse_labels("1,,2"), std::invalid_argument);
   CHECK_THROWS_AS((void)eval::parse_labels("-1"), std::invalid_argument);
 }

@@ -3,7 +3,6 @@
 #include <doctest/doctest.h>
 
 #include <Eigen/Eigenvalues>
-
 #include <cmath>
 #include <vector>
 
@@ -34,13 +33,15 @@ Eigen::MatrixXd random_spd(int d, std::uint64_t seed, int rank) {
   Eigen::MatrixXd a(d, rank);
   const Rng rng{seed};
   for (int i = 0; i < d; ++i)
-    for (int j = 0; j < rank; ++j) a(i, j) = rng.normal(rng_stream::user, std::uint64_t(i * rank + j));
+    for (int j = 0; j < rank; ++j)
+      a(i, j) = rng.normal(rng_stream::user, std::uint64_t(i * rank + j));
   return a * a.transpose() / double(rank);
 }
 }  // namespace
 
 TEST_CASE("eval metrics: confident fraction, accuracy, histogram, entropy") {
-  const auto p = preds({{0.95f, 0.05f, 0.0f}, {0.5f, 0.4f, 0.1f}, {0.0f, 0.0f, 1.0f}, {0.1f, 0.85f, 0.05f}});
+  const auto p =
+      preds({{0.95f, 0.05f, 0.0f}, {0.5f, 0.4f, 0.1f}, {0.0f, 0.0f, 1.0f}, {0.1f, 0.85f, 0.05f}});
   CHECK(eval::confident_fraction(p) == doctest::Approx(0.5));
   CHECK(eval::confident_fraction(p, 0.8) == doctest::Approx(0.75));
   const std::vector<std::int32_t> labels{0, 1, 2, 1};
@@ -55,18 +56,20 @@ TEST_CASE("eval metrics: confident fraction, accuracy, histogram, entropy") {
   CHECK(eval::class_entropy(p) == doctest::Approx(h));
   CHECK(eval::class_entropy(preds({{1, 0, 0}, {1, 0, 0}})) == doctest::Approx(0.0));
   CHECK(eval::class_entropy(preds({{1, 0, 0}, {0, 1, 0}, {0, 0, 1}})) == doctest::Approx(1.0));
-  CHECK_THROWS_AS((void)eval::class_accuracy(p, std::vector<std::int32_t>{0}), std::invalid_argument);
+  CHECK_THROWS_AS((void)eval::class_accuracy(p, std::vector<std::int32_t>{0}),
+                  std::invalid_argument);
 }
 
 TEST_CASE("eval metrics: the IS-like figure spans 1 (one class or no confidence) to k") {
   CHECK(eval::inception_score(preds({{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}})) ==
         doctest::Approx(4.0));
   CHECK(eval::inception_score(preds({{0, 1, 0, 0}, {0, 1, 0, 0}})) == doctest::Approx(1.0));
-  CHECK(eval::inception_score(preds({{0.25f, 0.25f, 0.25f, 0.25f}, {0.25f, 0.25f, 0.25f, 0.25f}})) ==
-        doctest::Approx(1.0));
+  CHECK(eval::inception_score(preds(
+            {{0.25f, 0.25f, 0.25f, 0.25f}, {0.25f, 0.25f, 0.25f, 0.25f}})) == doctest::Approx(1.0));
   // Two classes, each image 90% sure: exp(KL((0.9, 0.1) || (0.5, 0.5))).
   const double kl = 0.9 * std::log(0.9 / 0.5) + 0.1 * std::log(0.1 / 0.5);
-  CHECK(eval::inception_score(preds({{0.9f, 0.1f}, {0.1f, 0.9f}})) == doctest::Approx(std::exp(kl)).epsilon(1e-6));
+  CHECK(eval::inception_score(preds({{0.9f, 0.1f}, {0.1f, 0.9f}})) ==
+        doctest::Approx(std::exp(kl)).epsilon(1e-6));
 }
 
 TEST_CASE("eval metrics: Gaussian fit is numpy's mean and cov") {
@@ -103,7 +106,8 @@ TEST_CASE("eval metrics: Frechet distance closed forms") {
   M da = V(V::Constant(3, 1.0)).asDiagonal(), db(3, 3);
   db.setZero();
   db.diagonal() << 4.0, 9.0, 16.0;
-  CHECK(eval::frechet_distance(gaussian(a, da), gaussian(b, db)) == doctest::Approx(3.0 + 1 + 4 + 9));
+  CHECK(eval::frechet_distance(gaussian(a, da), gaussian(b, db)) ==
+        doctest::Approx(3.0 + 1 + 4 + 9));
   // Identical Gaussians, including singular ones: 0.
   const M s = random_spd(6, 1, 3);
   CHECK(eval::frechet_distance(gaussian(a.head(0), M(0, 0)), gaussian(a.head(0), M(0, 0))) == 0.0);
@@ -114,7 +118,8 @@ TEST_CASE("eval metrics: Frechet distance closed forms") {
   const V mu = V::LinSpaced(6, -1, 1);
   const double ab = eval::frechet_distance(gaussian(mu, s), gaussian(V::Zero(6), t));
   const double ba = eval::frechet_distance(gaussian(V::Zero(6), t), gaussian(mu, s));
-  CHECK(ab == doctest::Approx(ba).epsilon(1e-6));  // sqrt of rounding-level eigenvalues of the singular s
+  CHECK(ab ==
+        doctest::Approx(ba).epsilon(1e-6));  // sqrt of rounding-level eigenvalues of the singular s
 }
 
 TEST_CASE("eval metrics: Frechet trace term equals sum sqrt eig(S1 S2), full rank and singular") {
@@ -128,21 +133,26 @@ TEST_CASE("eval metrics: Frechet trace term equals sum sqrt eig(S1 S2), full ran
     for (int i = 0; i < 8; ++i) tr += std::sqrt(std::max(0.0, es.eigenvalues()(i).real()));
     const double want = (m1 - m2).squaredNorm() + s1.trace() + s2.trace() - 2 * tr;
     INFO("rank ", rank);
-    CHECK(eval::frechet_distance(gaussian(m1, s1), gaussian(m2, s2)) == doctest::Approx(want).epsilon(1e-8));
+    CHECK(eval::frechet_distance(gaussian(m1, s1), gaussian(m2, s2)) ==
+          doctest::Approx(want).epsilon(1e-8));
   }
-  CHECK_THROWS_AS((void)eval::frechet_distance(gaussian(Eigen::VectorXd::Zero(2), Eigen::MatrixXd::Zero(2, 2)),
-                                               gaussian(Eigen::VectorXd::Zero(3), Eigen::MatrixXd::Zero(3, 3))),
-                  std::invalid_argument);
+  CHECK_THROWS_AS(
+      (void)eval::frechet_distance(gaussian(Eigen::VectorXd::Zero(2), Eigen::MatrixXd::Zero(2, 2)),
+                                   gaussian(Eigen::VectorXd::Zero(3), Eigen::MatrixXd::Zero(3, 3))),
+      std::invalid_argument);
 }
 
 TEST_CASE("eval metrics: nearest neighbours find exact copies and match brute force") {
   const std::size_t dim = 20, nb = 3000, nq = 7;
   std::vector<std::uint8_t> base(nb * dim);
   const Rng rng{4};
-  for (std::size_t i = 0; i < base.size(); ++i) base[i] = std::uint8_t(rng.below(256, rng_stream::user, i));
+  for (std::size_t i = 0; i < base.size(); ++i)
+    base[i] = std::uint8_t(rng.below(256, rng_stream::user, i));
   std::vector<float> q(nq * dim);
-  for (std::size_t i = 0; i < q.size(); ++i) q[i] = float(2 * rng.uniform(rng_stream::user + 1, i) - 1);
-  for (std::size_t k = 0; k < dim; ++k) q[3 * dim + k] = float(base[2500 * dim + k]) / 127.5f - 1.0f;  // a copy
+  for (std::size_t i = 0; i < q.size(); ++i)
+    q[i] = float(2 * rng.uniform(rng_stream::user + 1, i) - 1);
+  for (std::size_t k = 0; k < dim; ++k)
+    q[3 * dim + k] = float(base[2500 * dim + k]) / 127.5f - 1.0f;  // a copy
   const auto nn = eval::nearest_neighbours(q, nq, base, nb, dim);
   CHECK(nn.index[3] == 2500);
   CHECK(nn.distance[3] == doctest::Approx(0.0).scale(1.0).epsilon(1e-6));

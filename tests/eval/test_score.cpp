@@ -56,7 +56,8 @@ std::vector<float> blurred(const std::vector<float>& x, double sigma) {
   const int r = int(std::ceil(3 * sigma));
   std::vector<double> k(std::size_t(2 * r + 1));
   double s = 0;
-  for (int i = -r; i <= r; ++i) s += k[std::size_t(i + r)] = std::exp(-0.5 * i * i / (sigma * sigma));
+  for (int i = -r; i <= r; ++i)
+    s += k[std::size_t(i + r)] = std::exp(-0.5 * i * i / (sigma * sigma));
   for (auto& v : k) v /= s;
   std::vector<float> out(x.size());
   std::vector<double> tmp(784);
@@ -66,14 +67,16 @@ std::vector<float> blurred(const std::vector<float>& x, double sigma) {
       for (int c = 0; c < 28; ++c) {
         double a = 0;
         for (int i = -r; i <= r; ++i)
-          if (c + i >= 0 && c + i < 28) a += k[std::size_t(i + r)] * (src[y * 28 + c + i] + 1.0) / 2;
+          if (c + i >= 0 && c + i < 28)
+            a += k[std::size_t(i + r)] * (src[y * 28 + c + i] + 1.0) / 2;
         tmp[std::size_t(y * 28 + c)] = a;
       }
     for (int y = 0; y < 28; ++y)
       for (int c = 0; c < 28; ++c) {
         double a = 0;
         for (int i = -r; i <= r; ++i)
-          if (y + i >= 0 && y + i < 28) a += k[std::size_t(i + r)] * tmp[std::size_t((y + i) * 28 + c)];
+          if (y + i >= 0 && y + i < 28)
+            a += k[std::size_t(i + r)] * tmp[std::size_t((y + i) * 28 + c)];
         out[n * 784 + std::size_t(y * 28 + c)] = float(2 * a - 1);
       }
   }
@@ -94,7 +97,8 @@ TEST_CASE("eval committed classifier: provenance and held-out accuracy") {
   CHECK(m.at("data.train_sha256") == eval::dataset_sha256(f.train));
   CHECK(m.at("data.test_sha256") == eval::dataset_sha256(f.test));
   const double acc = eval::accuracy(f.clf->net, f.test);
-  std::printf("  committed classifier: test accuracy %.4f (metadata %s)\n", acc, m.at("test_accuracy").c_str());
+  std::printf("  committed classifier: test accuracy %.4f (metadata %s)\n", acc,
+              m.at("test_accuracy").c_str());
   CHECK(acc >= 0.985);
   CHECK(std::stod(m.at("test_accuracy")) == doctest::Approx(acc));
 }

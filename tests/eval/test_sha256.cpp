@@ -38,5 +38,6 @@ TEST_CASE("eval sha256: data-set hash is pixels then one byte per label") {
   d.pixels = {0, 1, 2, 3, 4, 5, 6, 7};
   d.labels = {3, 1};
   // python3 -c "import hashlib; print(hashlib.sha256(bytes([0,1,2,3,4,5,6,7,3,1])).hexdigest())"
-  CHECK(eval::dataset_sha256(d) == "2c8418e938a832dbb84b3be892ecf2035fe7503608f2812c6c062e3ebbbff536");
+  CHECK(eval::dataset_sha256(d) ==
+        "2c8418e938a832dbb84b3be892ecf2035fe7503608f2812c6c062e3ebbbff536");
 }

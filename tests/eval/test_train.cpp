@@ -24,7 +24,8 @@ eval::ClassifierConfig small() {
 }  // namespace
 
 TEST_CASE("eval train_classifier: a small net learns digits in seconds") {
-  const auto train = eval::test::slice(io::load_mnist_dir(eval::test::mnist_dir(), "train"), 0, 2000);
+  const auto train =
+      eval::test::slice(io::load_mnist_dir(eval::test::mnist_dir(), "train"), 0, 2000);
   const auto test = eval::test::slice(io::load_mnist_dir(eval::test::mnist_dir(), "t10k"), 0, 300);
   eval::ClassifierTrainConfig cfg;
   cfg.epochs = 3;
@@ -40,7 +41,8 @@ TEST_CASE("eval train_classifier: a small net learns digits in seconds") {
 }
 
 TEST_CASE("eval train_classifier: same seed and data, same weights") {
-  const auto train = eval::test::slice(io::load_mnist_dir(eval::test::mnist_dir(), "train"), 0, 640);
+  const auto train =
+      eval::test::slice(io::load_mnist_dir(eval::test::mnist_dir(), "train"), 0, 640);
   eval::ClassifierTrainConfig cfg;
   cfg.epochs = 1;
   cfg.progress = false;
@@ -64,11 +66,13 @@ TEST_CASE("eval augment_image: identity without draws, background from outside, 
   std::vector<float> out(28 * 28);
   const Rng rng{1};
   eval::augment_image(img.data(), 1, 28, 28, eval::Augment{0, 0, 0, false}, rng, 0, 0, out.data());
-  for (std::size_t i = 0; i < out.size(); ++i) CHECK(out[i] == doctest::Approx(float(img[i]) / 127.5f - 1.0f));
+  for (std::size_t i = 0; i < out.size(); ++i)
+    CHECK(out[i] == doctest::Approx(float(img[i]) / 127.5f - 1.0f));
   // A flip with probability 1/2: find a draw that flips and check the mirror.
   for (std::uint64_t k = 0; k < 16; ++k) {
     if (rng.uniform(0, k * 8 + 4) >= 0.5) continue;
-    eval::augment_image(img.data(), 1, 28, 28, eval::Augment{0, 0, 0, true}, rng, 0, k * 8, out.data());
+    eval::augment_image(img.data(), 1, 28, 28, eval::Augment{0, 0, 0, true}, rng, 0, k * 8,
+                        out.data());
     CHECK(out[5 * 28 + 20] == doctest::Approx(1.0f));
     CHECK(out[5 * 28 + 7] == doctest::Approx(-1.0f));
     break;
@@ -94,14 +98,16 @@ TEST_CASE("eval train_classifier: data that does not fit is refused with the rea
   d.pixels.assign(2 * 196, 0);
   d.labels = {0, 1};
   eval::ClassifierTrainConfig cfg;
-  CHECK_THROWS_WITH_AS(eval::train_classifier(net, d, nullptr, cfg),
-                       doctest::Contains("images are 1x14x14 (CxHxW) but the classifier takes 1x28x28"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      eval::train_classifier(net, d, nullptr, cfg),
+      doctest::Contains("images are 1x14x14 (CxHxW) but the classifier takes 1x28x28"),
+      std::invalid_argument);
   d.h = d.w = 28;
   d.pixels.assign(2 * 784, 0);
   d.labels = {0, 10};
   CHECK_THROWS_WITH_AS(eval::train_classifier(net, d, nullptr, cfg),
-                       doctest::Contains("label 10 of image 1 is outside [0, 10)"), std::invalid_argument);
+                       doctest::Contains("label 10 of image 1 is outside [0, 10)"),
+                       std::invalid_argument);
   d.labels.clear();
   CHECK_THROWS_WITH_AS(eval::train_classifier(net, d, nullptr, cfg),
                        doctest::Contains("needs one label per image"), std::invalid_argument);

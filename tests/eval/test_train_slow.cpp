@@ -23,6 +23,8 @@ TEST_CASE("eval train_classifier slow: default recipe reaches 98.5 percent on mn
   CHECK(rep.test_accuracy >= 0.985);
   // The committed classifier came from this recipe; its recorded accuracy should be matched
   // (exactly while the CPU kernels are unchanged; closely otherwise).
-  const auto committed = eval::load_classifier<float, Cpu>(eval::test::committed_classifier(), Cpu(2));
-  CHECK(rep.test_accuracy == doctest::Approx(std::stod(committed.metadata.at("test_accuracy"))).epsilon(0.005));
+  const auto committed =
+      eval::load_classifier<float, Cpu>(eval::test::committed_classifier(), Cpu(2));
+  CHECK(rep.test_accuracy ==
+        doctest::Approx(std::stod(committed.metadata.at("test_accuracy"))).epsilon(0.005));
 }

@@ -51,7 +51,7 @@ struct ClassifierConfig {
   std::size_t num_classes = 10;
   std::vector<std::size_t> channels{16, 32, 64};  ///< one entry per stage
   std::size_t depth = 2;                          ///< conv units per stage
-  std::size_t groups = 8;                         ///< GroupNorm groups (divides every channel count)
+  std::size_t groups = 8;  ///< GroupNorm groups (divides every channel count)
 
   /// Length of the feature vector (the input of the head).
   [[nodiscard]] std::size_t feature_dim() const noexcept {
@@ -61,7 +61,8 @@ struct ClassifierConfig {
   void validate() const {
     detail::require(in_channels >= 1 && in_channels <= 4, "ClassifierConfig::in_channels",
                     "must be in [1, 4], got ", in_channels);
-    detail::require(image_size >= 4, "ClassifierConfig::image_size", "must be >= 4, got ", image_size);
+    detail::require(image_size >= 4, "ClassifierConfig::image_size", "must be >= 4, got ",
+                    image_size);
     detail::require(num_classes >= 2, "ClassifierConfig::num_classes", "must be >= 2, got ",
                     num_classes);
     detail::require(!channels.empty() && channels.size() <= 6, "ClassifierConfig::channels",
@@ -113,7 +114,8 @@ class Classifier {
   nn::Linear<T, B> head;    ///< features -> logits
 
   /// Builds and initialises (PyTorch's defaults: conv/linear U(+-1/sqrt(fan_in)), GroupNorm 1/0)
-  /// from Philox seed `seed`, parameter k from stream rng_stream::make(init, k) as in nn::ParamInit.
+  /// from Philox seed `seed`, parameter k from stream rng_stream::make(init, k) as in
+  /// nn::ParamInit.
   /// @throws std::invalid_argument (ClassifierConfig::validate).
   explicit Classifier(const ClassifierConfig& config, const B& backend = {}, std::uint64_t seed = 0)
       : Classifier(validated(config), backend, nn::ParamInit(Rng{seed})) {}
@@ -151,7 +153,7 @@ class Classifier {
     }
     const std::size_t hw = h.h() * h.w();
     pooled_.resize(Shape{n, config_.feature_dim()});
-    ops::template channel_sum<T>(backend_, h, pooled_.view());          // (N, F) sums
+    ops::template channel_sum<T>(backend_, h, pooled_.view());              // (N, F) sums
     ops::template scale<T>(backend_, pooled_.view(), T(1.0 / double(hw)));  // averages
     logits_.resize(Shape{n, config_.num_classes});
     head.forward(pooled_.cview(), logits_.view());
@@ -166,10 +168,10 @@ class Classifier {
   /// @pre  forward(x) was the last call, and dlogits is the gradient of the loss w.r.t. its output.
   /// @post every parameter gradient += d loss / d parameter (the input gradient is not computed).
   void backward(ConstView<T> x, ConstView<T> dlogits) {
-    DDPM_REQUIRE(!units.empty() && act_.size() == units.size() &&
-                     dlogits.shape() == logits_.shape(),
-                 "Classifier::backward", "dlogits ", dlogits.shape().str(),
-                 " does not match the last forward() (logits ", logits_.shape().str(), ")");
+    DDPM_REQUIRE(
+        !units.empty() && act_.size() == units.size() && dlogits.shape() == logits_.shape(),
+        "Classifier::backward", "dlogits ", dlogits.shape().str(),
+        " does not match the last forward() (logits ", logits_.shape().str(), ")");
     dpooled_.resize(pooled_.shape());
     head.backward(pooled_.cview(), dlogits, dpooled_.view(), /*acc=*/false);
     const Shape& last = act_.back().shape();
@@ -225,7 +227,8 @@ class Classifier {
         backend_(backend),
         units(make_units(config, backend, init)),
         head(config.feature_dim(), config.num_classes, backend, init) {}
-  static std::vector<Unit> make_units(const ClassifierConfig& cfg, const B& be, nn::ParamInit& init) {
+  static std::vector<Unit> make_units(const ClassifierConfig& cfg, const B& be,
+                                      nn::ParamInit& init) {
     std::vector<Unit> out;
     out.reserve(cfg.channels.size() * cfg.depth);
     std::size_t in = cfg.in_channels;
@@ -287,15 +290,16 @@ template <std::floating_point T, class B>
   for (std::size_t b = 0; b < n; b += batch) {
     const std::size_t m = std::min(batch, n - b);
     x.resize(Shape{m, cfg.in_channels, cfg.image_size, cfg.image_size});
-    host.assign(images.begin() + std::ptrdiff_t(b * item), images.begin() + std::ptrdiff_t((b + m) * item));
+    host.assign(images.begin() + std::ptrdiff_t(b * item),
+                images.begin() + std::ptrdiff_t((b + m) * item));
     x.copy_from(host);
     net.forward(x.cview());
     // The outputs may live in device memory: copy them to the host.
     std::vector<T> lg(m * cfg.num_classes), ft(m * cfg.feature_dim());
     ::ddpm::detail::Memory<typename B::memory_space>::copy_to_host(lg.data(), net.logits().data(),
-                                                           lg.size() * sizeof(T));
+                                                                   lg.size() * sizeof(T));
     ::ddpm::detail::Memory<typename B::memory_space>::copy_to_host(ft.data(), net.features().data(),
-                                                           ft.size() * sizeof(T));
+                                                                   ft.size() * sizeof(T));
     logits.assign(lg.begin(), lg.end());
     softmax_rows(logits, cfg.num_classes,
                  std::span<float>(out.probs.data() + b * cfg.num_classes, m * cfg.num_classes));
@@ -340,7 +344,8 @@ inline double softmax_cross_entropy(std::span<const float> logits,
     for (std::size_t j = 0; j < k; ++j) s += std::exp(double(z[j]) - m);
     const double lse = m + std::log(s);
     for (std::size_t j = 0; j < k; ++j) {
-      const double target = (1.0 - smoothing) * (j == std::size_t(y) ? 1.0 : 0.0) + smoothing / double(k);
+      const double target =
+          (1.0 - smoothing) * (j == std::size_t(y) ? 1.0 : 0.0) + smoothing / double(k);
       total += target * (lse - double(z[j]));
       dlogits[r * k + j] = float((std::exp(double(z[j]) - lse) - target) / double(n));
     }

@@ -30,13 +30,14 @@ namespace ddpm::eval {
 inline constexpr std::string_view classifier_format = "ddpm.eval.classifier";
 
 /// The metadata keys "config.*" of a configuration.
-[[nodiscard]] inline std::map<std::string, std::string> config_to_metadata(const ClassifierConfig& c);
+[[nodiscard]] inline std::map<std::string, std::string> config_to_metadata(
+    const ClassifierConfig& c);
 
 /// The configuration recorded in a classifier file's metadata.
 /// @throws IoError(path, ...) naming a missing or malformed key, or a file that is not a
 ///         classifier (no format = "ddpm.eval.classifier", e.g. a diffusion checkpoint).
-[[nodiscard]] inline ClassifierConfig config_from_metadata(const std::map<std::string, std::string>& m,
-                                                           const std::string& path);
+[[nodiscard]] inline ClassifierConfig config_from_metadata(
+    const std::map<std::string, std::string>& m, const std::string& path);
 
 /// Writes the classifier's parameters (F32) and metadata (config plus `extra`) atomically.
 /// @throws IoError(path, ...) if the file cannot be written.
@@ -95,10 +96,11 @@ inline ClassifierConfig config_from_metadata(const std::map<std::string, std::st
                                              const std::string& path) {
   const auto fmt = m.find("format");
   if (fmt == m.end() || fmt->second != classifier_format)
-    throw IoError(path, detail::cat("not a ddpm-eval classifier: metadata 'format' is ",
-                                    fmt == m.end() ? std::string("missing") : "'" + fmt->second + "'",
-                                    ", expected '", classifier_format,
-                                    "' (train one with `ddpm-eval train-classifier`)"));
+    throw IoError(path,
+                  detail::cat("not a ddpm-eval classifier: metadata 'format' is ",
+                              fmt == m.end() ? std::string("missing") : "'" + fmt->second + "'",
+                              ", expected '", classifier_format,
+                              "' (train one with `ddpm-eval train-classifier`)"));
   const auto ver = m.find("format_version");
   if (ver == m.end() || ver->second != "1")
     throw IoError(path, "unsupported classifier format_version '" +
@@ -205,15 +207,16 @@ LoadedClassifier<T, B> load_classifier(const std::filesystem::path& path, const 
     const Shape& s = p.shape();
     const std::vector<std::size_t> want(s.dims.begin(), s.dims.begin() + s.rank);
     if (info.shape != want)
-      throw IoError(file, detail::cat("tensor '", name, "' has shape ", detail::shape_text(info.shape),
-                                      ", the configuration needs ", detail::shape_text(want)));
+      throw IoError(file,
+                    detail::cat("tensor '", name, "' has shape ", detail::shape_text(info.shape),
+                                ", the configuration needs ", detail::shape_text(want)));
     const std::vector<float> v = f.f32(name);
     const std::vector<T> t(v.begin(), v.end());
     p.value.copy_from(t);
   });
   if (f.size() != visited)
-    throw IoError(file, detail::cat("classifier file holds ", f.size(), " tensors, the configuration has ",
-                                    visited, " parameters"));
+    throw IoError(file, detail::cat("classifier file holds ", f.size(),
+                                    " tensors, the configuration has ", visited, " parameters"));
   return out;
 }
 

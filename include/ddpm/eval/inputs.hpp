@@ -31,13 +31,13 @@ using ::ddpm::detail::require;
 
 /// Images to score: NCHW floats in [-1, 1] (8-bit pixels mapped as x / 127.5 - 1).
 struct SampleSet {
-  std::string source{};                ///< the path they came from
-  std::string kind{};                  ///< "grid", "folder" or "idx"
+  std::string source{};  ///< the path they came from
+  std::string kind{};    ///< "grid", "folder" or "idx"
   std::size_t n = 0, c = 0, h = 0, w = 0;
-  std::vector<float> images{};         ///< (n, c, h, w)
-  std::vector<std::int32_t> labels{};  ///< from an IDX labels file, else empty
+  std::vector<float> images{};               ///< (n, c, h, w)
+  std::vector<std::int32_t> labels{};        ///< from an IDX labels file, else empty
   std::size_t grid_rows = 0, grid_cols = 0;  ///< layout of a grid (0 otherwise)
-  std::vector<std::string> files{};    ///< one file name per image (folders only)
+  std::vector<std::string> files{};          ///< one file name per image (folders only)
 };
 
 /// How tiles sit in a grid image: H = (rows (h + pad) + pad) upscale, likewise W.
@@ -99,7 +99,9 @@ inline bool grid_layout_fits(const io::Image8& img, std::size_t h, std::size_t w
   const std::size_t rows = (gh - pad) / (h + pad), cols = (gw - pad) / (w + pad);
   if (rows == 0 || cols == 0) return false;
   const std::size_t c = img.c;
-  auto at = [&](std::size_t y, std::size_t x, std::size_t ch) { return img.px[(y * img.w + x) * c + ch]; };
+  auto at = [&](std::size_t y, std::size_t x, std::size_t ch) {
+    return img.px[(y * img.w + x) * c + ch];
+  };
   if (up > 1)
     for (std::size_t y = 0; y < img.h; ++y)
       for (std::size_t x = 0; x < img.w; ++x)
@@ -114,8 +116,10 @@ inline bool grid_layout_fits(const io::Image8& img, std::size_t h, std::size_t w
         const bool pad_col = (gx % (w + pad)) < pad;
         if (!pad_row && !pad_col) continue;
         const std::uint8_t* p = img.px.data() + ((gy * up) * img.w + gx * up) * c;
-        if (!ref) ref = p;
-        else if (!std::equal(p, p + c, ref)) return false;
+        if (!ref)
+          ref = p;
+        else if (!std::equal(p, p + c, ref))
+          return false;
       }
     }
   }
@@ -141,13 +145,14 @@ inline GridLayout detect_grid(const io::Image8& img, std::size_t h, std::size_t 
     if (found) break;
   }
   if (!found)
-    throw IoError(name, detail::cat("a ", img.w, "x", img.h, " image is not a grid of ", w, "x", h,
-                                    " tiles (tried upscale ",
-                                    upscale ? std::to_string(*upscale) : std::string("1..8"),
-                                    ", padding ", pad ? std::to_string(*pad) : std::string("0..8"),
-                                    "; expected width = (cols * (", w,
-                                    " + pad) + pad) * upscale with uniform padding); pass "
-                                    "--grid-pad and --grid-upscale, or score a folder or IDX file"));
+    throw IoError(
+        name, detail::cat("a ", img.w, "x", img.h, " image is not a grid of ", w, "x", h,
+                          " tiles (tried upscale ",
+                          upscale ? std::to_string(*upscale) : std::string("1..8"), ", padding ",
+                          pad ? std::to_string(*pad) : std::string("0..8"),
+                          "; expected width = (cols * (", w,
+                          " + pad) + pad) * upscale with uniform padding); pass "
+                          "--grid-pad and --grid-upscale, or score a folder or IDX file"));
   return best;
 }
 
@@ -171,16 +176,19 @@ inline SampleSet load_samples(const std::filesystem::path& path, std::size_t cha
   auto to_pm1 = [](std::uint8_t v) { return float(v) / 127.5f - 1.0f; };
   if (fs::is_directory(st)) {
     if (!idx_labels.empty())
-      throw IoError(idx_labels.string(), "labels from an IDX file go with IDX images, not a folder");
+      throw IoError(idx_labels.string(),
+                    "labels from an IDX file go with IDX images, not a folder");
     s.kind = "folder";
     std::vector<fs::path> files;
     for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
       std::error_code e2;
-      if (it->is_regular_file(e2) && detail::is_image_file_name(it->path())) files.push_back(it->path());
+      if (it->is_regular_file(e2) && detail::is_image_file_name(it->path()))
+        files.push_back(it->path());
     }
     if (ec) throw IoError(name, "cannot list the folder: " + ec.message());
     if (files.empty())
-      throw IoError(name, "the folder holds no image files (.png .jpg .jpeg .bmp .pgm .ppm .pnm .tga .gif)");
+      throw IoError(
+          name, "the folder holds no image files (.png .jpg .jpeg .bmp .pgm .ppm .pnm .tga .gif)");
     std::sort(files.begin(), files.end());
     s.n = files.size();
     s.images.resize(s.n * item);
@@ -239,8 +247,9 @@ inline SampleSet load_samples(const std::filesystem::path& path, std::size_t cha
   s.kind = "idx";
   const io::ImageDataset d = io::load_idx_images(path, idx_labels);
   if (d.h != size || d.w != size || d.c != channels)
-    throw IoError(name, detail::cat("images are ", d.c, "x", d.h, "x", d.w,
-                                    " (CxHxW), the classifier takes ", channels, "x", size, "x", size));
+    throw IoError(
+        name, detail::cat("images are ", d.c, "x", d.h, "x", d.w, " (CxHxW), the classifier takes ",
+                          channels, "x", size, "x", size));
   s.n = d.n;
   s.images = io::to_float_pm1(d.pixels);
   s.labels = d.labels;
@@ -262,8 +271,8 @@ inline std::vector<std::int32_t> parse_labels(std::string_view text, std::string
     } catch (const std::exception&) {
       pos = 0;
     }
-    detail::require(!item.empty() && pos == item.size() && v >= 0 && v < (1L << 30), what,
-                    "entry ", out.size() + 1, " ('", item, "') is not a class index >= 0");
+    detail::require(!item.empty() && pos == item.size() && v >= 0 && v < (1L << 30), what, "entry ",
+                    out.size() + 1, " ('", item, "') is not a class index >= 0");
     out.push_back(std::int32_t(v));
     i = j + 1;
   }

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <Eigen/Dense>
-
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -25,7 +24,8 @@ namespace ddpm::eval {
 
 /// Fraction of images whose most probable class equals the requested label.
 /// @pre labels.size() == p.n (std::invalid_argument otherwise).
-[[nodiscard]] inline double class_accuracy(const Predictions& p, std::span<const std::int32_t> labels);
+[[nodiscard]] inline double class_accuracy(const Predictions& p,
+                                           std::span<const std::int32_t> labels);
 
 /// Accuracy per requested class (NaN for a class with no image).
 [[nodiscard]] inline std::vector<double> per_class_accuracy(const Predictions& p,
@@ -95,7 +95,8 @@ inline double class_accuracy(const Predictions& p, std::span<const std::int32_t>
                   " images");
   if (p.n == 0) return 0.0;
   std::size_t right = 0;
-  for (std::size_t i = 0; i < p.n; ++i) right += labels[i] >= 0 && p.predicted(i) == std::size_t(labels[i]);
+  for (std::size_t i = 0; i < p.n; ++i)
+    right += labels[i] >= 0 && p.predicted(i) == std::size_t(labels[i]);
   return double(right) / double(p.n);
 }
 
@@ -156,7 +157,8 @@ inline Gaussian fit_gaussian(std::span<const float> features, std::size_t n, std
   auto row = [&](std::size_t r) {
     const std::size_t i = rows.empty() ? r : rows[r];
     detail::require(i < n, "eval::fit_gaussian", "row ", i, " of ", n);
-    return Eigen::Map<const Eigen::VectorXf>(features.data() + i * dim, Eigen::Index(dim)).cast<double>();
+    return Eigen::Map<const Eigen::VectorXf>(features.data() + i * dim, Eigen::Index(dim))
+        .cast<double>();
   };
   Gaussian g;
   g.n = m;
@@ -166,7 +168,8 @@ inline Gaussian fit_gaussian(std::span<const float> features, std::size_t n, std
   g.cov = Eigen::MatrixXd::Zero(Eigen::Index(dim), Eigen::Index(dim));
   if (m >= 2) {
     Eigen::MatrixXd centred(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(dim));
-    for (std::size_t r = 0; r < m; ++r) centred.row(Eigen::Index(r)) = (row(r) - g.mean).transpose();
+    for (std::size_t r = 0; r < m; ++r)
+      centred.row(Eigen::Index(r)) = (row(r) - g.mean).transpose();
     g.cov = (centred.transpose() * centred) / double(m - 1);
   }
   return g;

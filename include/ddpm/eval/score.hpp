@@ -4,8 +4,6 @@
 // next to them, as JSON and as a one-line summary. Needs ddpm::io (nlohmann-json).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -15,6 +13,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -64,21 +63,21 @@ struct EvalReport {
   std::size_t n = 0, num_classes = 0;
   double confident_threshold = 0.9;
   double confident_fraction = nan;
-  double accuracy = nan;                        ///< vs requested labels; NaN without labels
-  std::vector<double> per_class_accuracy{};     ///< empty without labels
+  double accuracy = nan;                     ///< vs requested labels; NaN without labels
+  std::vector<double> per_class_accuracy{};  ///< empty without labels
   std::vector<std::size_t> predicted_histogram{};
   double class_entropy = nan;
   double inception_score = nan;
-  double fd = nan;                              ///< Fréchet distance to the held-out features
-  std::size_t fd_reference_n = 0;               ///< held-out images in the reference fit
+  double fd = nan;                               ///< Fréchet distance to the held-out features
+  std::size_t fd_reference_n = 0;                ///< held-out images in the reference fit
   double fd_real_mean = nan, fd_real_std = nan;  ///< the same for n' real held-out images
   std::size_t fd_real_n = 0, fd_real_repeats = 0;
   double nn_mean = nan, nn_min = nan, nn_median = nan;  ///< nearest-training-image distances
-  std::size_t nn_below = 0;                     ///< samples closer than nn_threshold
+  std::size_t nn_below = 0;                             ///< samples closer than nn_threshold
   double nn_threshold = 0;
-  std::size_t nn_train_n = 0;                   ///< 0 when no training images were given
-  std::vector<double> nn_distance{};            ///< per sample
-  std::vector<std::size_t> nn_index{};          ///< per sample: index of the nearest training image
+  std::size_t nn_train_n = 0;           ///< 0 when no training images were given
+  std::vector<double> nn_distance{};    ///< per sample
+  std::vector<std::size_t> nn_index{};  ///< per sample: index of the nearest training image
   RealFigures real{};
 
   /// Flat name -> value (for CSV logs): n, confident, accuracy, class_entropy, inception_score,
@@ -138,7 +137,8 @@ class Evaluator {
 /// order) to a CSV file, writing the header first if the file is new or empty. Non-finite values
 /// are left empty. @throws IoError(path, ...) if it cannot be written.
 inline void append_metrics_csv(const std::filesystem::path& path, std::uint64_t step,
-                               const EvalReport& r, const std::map<std::string, double>& extra = {});
+                               const EvalReport& r,
+                               const std::map<std::string, double>& extra = {});
 
 // ---------------------------------------------------------------- implementation
 
@@ -170,8 +170,8 @@ Evaluator<T, B>::Evaluator(Classifier<T, B>& net, const io::ImageDataset& held_o
   if (train_n_ > 0 && options_.nn_reference_images > 0) {
     const std::size_t m = std::min(options_.nn_reference_images, held_out.n);
     const std::size_t item = cfg.in_channels * cfg.image_size * cfg.image_size;
-    const Nearest nn = nearest_neighbours(std::span<const float>(x.data(), m * item), m, train_pixels_,
-                                          train_n_, item);
+    const Nearest nn = nearest_neighbours(std::span<const float>(x.data(), m * item), m,
+                                          train_pixels_, train_n_, item);
     std::vector<double> d = nn.distance;
     std::sort(d.begin(), d.end());
     real_.nn_n = m;
@@ -215,9 +215,9 @@ EvalReport Evaluator<T, B>::score(std::span<const float> images, std::size_t n,
   detail::require(labels.empty() || labels.size() == n, "Evaluator::score", labels.size(),
                   " labels for ", n, " images (give one per image, or none)");
   for (std::size_t i = 0; i < labels.size(); ++i)
-    detail::require(labels[i] >= 0 && std::size_t(labels[i]) < cfg.num_classes,
-                    "Evaluator::score", "label ", labels[i], " of image ", i,
-                    " is not a class of this classifier (0..", cfg.num_classes - 1, ")");
+    detail::require(labels[i] >= 0 && std::size_t(labels[i]) < cfg.num_classes, "Evaluator::score",
+                    "label ", labels[i], " of image ", i, " is not a class of this classifier (0..",
+                    cfg.num_classes - 1, ")");
   const Predictions p = predict(net_, images, n, options_.batch);
   EvalReport r;
   r.n = n;
@@ -247,8 +247,9 @@ EvalReport Evaluator<T, B>::score(std::span<const float> images, std::size_t n,
     std::vector<double> sorted = nn.distance;
     std::sort(sorted.begin(), sorted.end());
     r.nn_min = sorted.front();
-    r.nn_median = sorted.size() % 2 ? sorted[sorted.size() / 2]
-                                    : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+    r.nn_median = sorted.size() % 2
+                      ? sorted[sorted.size() / 2]
+                      : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
     r.nn_mean = std::accumulate(sorted.begin(), sorted.end(), 0.0) / double(n);
     r.nn_below = std::size_t(std::count_if(sorted.begin(), sorted.end(),
                                            [&](double d) { return d < options_.copy_threshold; }));
@@ -319,16 +320,17 @@ inline nlohmann::ordered_json EvalReport::to_json(bool per_sample) const {
   } else {
     j["nearest_train"] = nullptr;
   }
-  j["real_held_out"] = J{{"n", real.n},
-                         {"confident_fraction", detail::json_number(real.confident_fraction)},
-                         {"accuracy", real.accuracy >= 0 ? J(real.accuracy) : J(nullptr)},
-                         {"class_entropy", detail::json_number(real.class_entropy)},
-                         {"inception_score", detail::json_number(real.inception_score)},
-                         {"nearest_train", real.nn_n ? J{{"n", real.nn_n},
-                                                         {"mean", detail::json_number(real.nn_mean)},
-                                                         {"p05", detail::json_number(real.nn_p05)},
-                                                         {"min", detail::json_number(real.nn_min)}}
-                                                     : J(nullptr)}};
+  j["real_held_out"] =
+      J{{"n", real.n},
+        {"confident_fraction", detail::json_number(real.confident_fraction)},
+        {"accuracy", real.accuracy >= 0 ? J(real.accuracy) : J(nullptr)},
+        {"class_entropy", detail::json_number(real.class_entropy)},
+        {"inception_score", detail::json_number(real.inception_score)},
+        {"nearest_train", real.nn_n ? J{{"n", real.nn_n},
+                                        {"mean", detail::json_number(real.nn_mean)},
+                                        {"p05", detail::json_number(real.nn_p05)},
+                                        {"min", detail::json_number(real.nn_min)}}
+                                    : J(nullptr)}};
   return j;
 }
 
@@ -338,7 +340,8 @@ inline std::string EvalReport::summary() const {
   if (std::isfinite(accuracy)) s += " acc=" + fixed(accuracy, 3);
   s += " confident=" + fixed(confident_fraction, 3) + " entropy=" + fixed(class_entropy, 3) +
        " IS=" + fixed(inception_score, 2) + " FD=" + fixed(fd, 2) + " (real@" +
-       std::to_string(fd_real_n) + " " + fixed(fd_real_mean, 2) + "+-" + fixed(fd_real_std, 2) + ")";
+       std::to_string(fd_real_n) + " " + fixed(fd_real_mean, 2) + "+-" + fixed(fd_real_std, 2) +
+       ")";
   if (nn_train_n) {
     s += " NN-train mean " + fixed(nn_mean, 2) + " min " + fixed(nn_min, 2);
     if (real.nn_n) s += " (real " + fixed(real.nn_mean, 2) + ", " + fixed(real.nn_min, 2) + ")";
@@ -352,7 +355,8 @@ inline void append_metrics_csv(const std::filesystem::path& path, std::uint64_t 
   std::vector<std::pair<std::string, double>> m(extra.begin(), extra.end());
   for (const auto& kv : r.metrics()) m.push_back(kv);
   std::error_code ec;
-  const bool fresh = !std::filesystem::exists(path, ec) || std::filesystem::file_size(path, ec) == 0;
+  const bool fresh =
+      !std::filesystem::exists(path, ec) || std::filesystem::file_size(path, ec) == 0;
   std::ofstream out(path, std::ios::app);
   if (!out) throw IoError(path.string(), "cannot open for appending");
   if (fresh) {

@@ -54,7 +54,8 @@ class Sha256 {
 /// one byte each (labels outside [0, 255] are hashed modulo 256). For an MNIST-format split this
 /// is the SHA-256 of the image file's payload after its 16-byte header, followed by the label
 /// file's payload after its 8-byte header, whatever the compression:
-///   (zcat train-images-idx3-ubyte.gz | tail -c +17; zcat train-labels-idx1-ubyte.gz | tail -c +9) | sha256sum
+///   (zcat train-images-idx3-ubyte.gz | tail -c +17; zcat train-labels-idx1-ubyte.gz | tail -c +9)
+///   | sha256sum
 [[nodiscard]] inline std::string dataset_sha256(const io::ImageDataset& data);
 
 // ---------------------------------------------------------------- implementation

@@ -44,19 +44,20 @@ struct Augment {
 struct ClassifierTrainConfig {
   std::size_t epochs = 8;
   std::size_t batch_size = 64;
-  double lr = 3e-3;                 ///< peak learning rate (AdamW)
-  double weight_decay = 1e-4;       ///< decoupled (AdamW)
-  std::size_t warmup_steps = 100;   ///< linear warm-up, then cosine decay to 0 at the last step
+  double lr = 3e-3;                ///< peak learning rate (AdamW)
+  double weight_decay = 1e-4;      ///< decoupled (AdamW)
+  std::size_t warmup_steps = 100;  ///< linear warm-up, then cosine decay to 0 at the last step
   double label_smoothing = 0.0;
   Augment augment{};
-  std::uint64_t seed = 0;           ///< initialisation, shuffling and augmentation
-  bool progress = true;             ///< one line per epoch on stderr
+  std::uint64_t seed = 0;  ///< initialisation, shuffling and augmentation
+  bool progress = true;    ///< one line per epoch on stderr
 
   /// @throws std::invalid_argument naming the bad field.
   void validate() const {
     detail::require(epochs >= 1, "ClassifierTrainConfig::epochs", "must be >= 1");
     detail::require(batch_size >= 1, "ClassifierTrainConfig::batch_size", "must be >= 1");
-    detail::require(lr > 0 && std::isfinite(lr), "ClassifierTrainConfig::lr", "must be > 0, got ", lr);
+    detail::require(lr > 0 && std::isfinite(lr), "ClassifierTrainConfig::lr", "must be > 0, got ",
+                    lr);
     detail::require(weight_decay >= 0, "ClassifierTrainConfig::weight_decay", "must be >= 0");
     detail::require(label_smoothing >= 0 && label_smoothing < 1,
                     "ClassifierTrainConfig::label_smoothing", "must be in [0, 1)");
@@ -68,12 +69,12 @@ struct ClassifierTrainConfig {
 
 /// One epoch of train_classifier.
 struct EpochStats {
-  std::size_t epoch = 0;          ///< 1-based
-  std::size_t steps = 0;          ///< optimiser steps so far
-  double seconds = 0;             ///< since the start of training
-  double train_loss = 0;          ///< mean over the epoch's batches (augmented images)
-  double train_accuracy = 0;      ///< on the epoch's (augmented) batches, before each update
-  double test_accuracy = -1;      ///< on the test set after the epoch; -1 without one
+  std::size_t epoch = 0;      ///< 1-based
+  std::size_t steps = 0;      ///< optimiser steps so far
+  double seconds = 0;         ///< since the start of training
+  double train_loss = 0;      ///< mean over the epoch's batches (augmented images)
+  double train_accuracy = 0;  ///< on the epoch's (augmented) batches, before each update
+  double test_accuracy = -1;  ///< on the test set after the epoch; -1 without one
 };
 
 /// What train_classifier did.
@@ -204,7 +205,8 @@ ClassifierTrainReport train_classifier(Classifier<T, B>& net, const io::ImageDat
   for (std::size_t e = 0; e < cfg.epochs; ++e) {
     std::iota(perm.begin(), perm.end(), 0u);
     const std::uint64_t sh = rng_stream::make(rng_stream::shuffle, e);
-    for (std::size_t i = n; i > 1; --i) std::swap(perm[i - 1], perm[std::size_t(rng.below(i, sh, i))]);
+    for (std::size_t i = n; i > 1; --i)
+      std::swap(perm[i - 1], perm[std::size_t(rng.below(i, sh, i))]);
     double loss_sum = 0;
     std::size_t right = 0, seen = 0;
     for (std::size_t s = 0; s < steps_per_epoch; ++s, ++step) {
@@ -225,7 +227,7 @@ ClassifierTrainReport train_classifier(Classifier<T, B>& net, const io::ImageDat
       optim::zero_grads(params, be);
       const ConstView<T> logits = net.forward(x.cview());
       ::ddpm::detail::Memory<typename B::memory_space>::copy_to_host(lgt.data(), logits.data(),
-                                                             lgt.size() * sizeof(T));
+                                                                     lgt.size() * sizeof(T));
       std::copy(lgt.begin(), lgt.end(), lg.begin());
       const double loss = softmax_cross_entropy(lg, y, k, dl, cfg.label_smoothing);
       for (std::size_t j = 0; j < bs; ++j) {
@@ -254,8 +256,8 @@ ClassifierTrainReport train_classifier(Classifier<T, B>& net, const io::ImageDat
     if (test) es.test_accuracy = accuracy(net, *test);
     es.seconds = seconds();
     if (cfg.progress)
-      std::fprintf(stderr, "epoch %zu/%zu  loss %.4f  train acc %.4f  test acc %s  %.0f s\n", es.epoch,
-                   cfg.epochs, es.train_loss, es.train_accuracy,
+      std::fprintf(stderr, "epoch %zu/%zu  loss %.4f  train acc %.4f  test acc %s  %.0f s\n",
+                   es.epoch, cfg.epochs, es.train_loss, es.train_accuracy,
                    test ? detail::cat(es.test_accuracy).c_str() : "-", es.seconds);
     rep.epochs.push_back(es);
     if (on_epoch) on_epoch(es);

@@ -44,9 +44,9 @@ struct SampleEvalConfig {
   std::size_t per_class = 10;     ///< class-conditional models: this many samples of each class
   std::size_t num_samples = 100;  ///< unconditional models
   SamplerSpec sampler = sampler::Ddim{.steps = 20};
-  double guidance = 1.0;          ///< classifier-free guidance weight (conditional models)
-  std::uint64_t seed = 4321;      ///< the same noise every time, so runs and steps compare
-  std::size_t batch = 0;          ///< samples per network call (0 = all at once)
+  double guidance = 1.0;      ///< classifier-free guidance weight (conditional models)
+  std::uint64_t seed = 4321;  ///< the same noise every time, so runs and steps compare
+  std::size_t batch = 0;      ///< samples per network call (0 = all at once)
 };
 
 /// Samples with `cfg` (EMA weights swapped in while sampling when `ema` is not null) and scores
@@ -176,8 +176,9 @@ inline void TrainingEvalLog::add(std::uint64_t step, double loss, const EvalRepo
   conf_.push_back(r.confident_fraction);
   ent_.push_back(r.class_entropy);
   write_plots();
-  if (print) std::fprintf(stderr, "%seval @ step %llu: %s\n", ::isatty(2) ? "\r\033[K" : "",
-                          (unsigned long long)step, r.summary().c_str());
+  if (print)
+    std::fprintf(stderr, "%seval @ step %llu: %s\n", ::isatty(2) ? "\r\033[K" : "",
+                 (unsigned long long)step, r.summary().c_str());
 }
 
 inline void TrainingEvalLog::write_plots() const {
@@ -199,16 +200,20 @@ inline void TrainingEvalLog::write_plots() const {
   for (const auto& s : fd)
     for (double v : s.y) positive = positive && v > 0;
   if (!fd.empty())
-    io::write_line_plot(dir_ / "eval_fd.png", fd,
-                        io::PlotOptions{.title = "Frechet distance to held-out digits (classifier features)",
-                                        .xlabel = "step", .ylabel = "FD", .log_y = positive});
+    io::write_line_plot(
+        dir_ / "eval_fd.png", fd,
+        io::PlotOptions{.title = "Frechet distance to held-out digits (classifier features)",
+                        .xlabel = "step",
+                        .ylabel = "FD",
+                        .log_y = positive});
   std::vector<io::Series> cls{series("accuracy", acc_), series("confident (p >= 0.9)", conf_),
                               series("class entropy", ent_)};
   std::erase_if(cls, [](const io::Series& s) { return s.y.size() < 2; });
   if (!cls.empty())
-    io::write_line_plot(dir_ / "eval_classes.png", cls,
-                        io::PlotOptions{.title = "samples as seen by the classifier", .xlabel = "step",
-                                        .ylabel = "fraction"});
+    io::write_line_plot(
+        dir_ / "eval_classes.png", cls,
+        io::PlotOptions{
+            .title = "samples as seen by the classifier", .xlabel = "step", .ylabel = "fraction"});
 }
 
 }  // namespace ddpm::eval
