@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // (stbi_info_from_memory only after the JPEG guard of decode_image: it parses the tables too.)
   const auto bytes = std::as_bytes(std::span(data, size));
   int w = 0, h = 0, comp = 0;
-  if (size <= (std::size_t{1} << 30) && ddpm::io::detail::jpeg_huffman_tables_ok(bytes) &&
+  if (size <= (std::size_t{1} << 30) && ddpm::io::detail::jpeg_hazard(bytes) == nullptr &&
       stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp) &&
       static_cast<long long>(w) * h > (1ll << 16))
     return 0;

@@ -227,9 +227,44 @@ TEST_CASE("image: a JPEG Huffman table of more than 256 codes is refused before 
   std::vector<std::uint8_t> ok{0xFF, 0xD8, 0xFF, 0xC4, 0x01, 0x13, 0x00};
   for (int i = 0; i < 16; ++i) ok.push_back(16);
   for (int i = 0; i < 256; ++i) ok.push_back(std::uint8_t(i));
-  CHECK(ddpm::io::detail::jpeg_huffman_tables_ok(std::as_bytes(std::span(ok))));
+  CHECK(ddpm::io::detail::jpeg_hazard(std::as_bytes(std::span(ok))) == nullptr);
   // A real JPEG passes.
   REQUIRE(stbi_write_jpg((dir / "a.jpg").c_str(), 8, 8, 3, constant(8, 8, 3, 90).px.data(), 95));
   const auto real = ddpm::io::test::read_bytes(dir / "a.jpg");
-  CHECK(ddpm::io::detail::jpeg_huffman_tables_ok(std::as_bytes(std::span(real))));
+  CHECK(ddpm::io::detail::jpeg_hazard(std::as_bytes(std::span(real))) == nullptr);
+}
+
+TEST_CASE("image: a JPEG scan that uses an undefined Huffman table is refused before stb_image sees it") {
+  // Regression of tests/fuzz/fuzz_image: stb_image 2.27 then decodes with uninitialised tables
+  // and reads far out of bounds (corpus/image/crash_fuzzer_jpeg_undefined_table_*.jpg).
+  TempDir dir;
+  const std::vector<std::uint8_t> soi_sof{0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8,
+                                          1,    1,    0x11, 0};  // baseline 8x8, 1 component
+  // DHT with one code of length 1 for table class `tc` (0 DC, 1 AC), id 0.
+  auto dht = [](std::uint8_t tc) {
+    std::vector<std::uint8_t> d{0xFF, 0xC4, 0x00, 0x14, std::uint8_t(tc << 4), 1};
+    d.insert(d.end(), 15, 0);
+    d.push_back(0);  // the symbol
+    return d;
+  };
+  const std::vector<std::uint8_t> sos{0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0, 0x00, 0xFF, 0xD9};
+  std::vector<std::uint8_t> jpeg = soi_sof;
+  const auto dc = dht(0), ac = dht(1);
+  jpeg.insert(jpeg.end(), dc.begin(), dc.end());
+  jpeg.insert(jpeg.end(), sos.begin(), sos.end());  // uses AC table 0, never defined
+  const auto p = dir / "undefined_table.jpg";
+  write_bytes(p, jpeg);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p), p.string(),
+                      "a scan uses a Huffman table the file does not define");
+  // With the AC table defined the guard lets it through (stb_image decides about the rest).
+  jpeg = soi_sof;
+  jpeg.insert(jpeg.end(), dc.begin(), dc.end());
+  jpeg.insert(jpeg.end(), ac.begin(), ac.end());
+  jpeg.insert(jpeg.end(), sos.begin(), sos.end());
+  CHECK(ddpm::io::detail::jpeg_hazard(std::as_bytes(std::span(jpeg))) == nullptr);
+  // Progressive JPEGs (DC scans name an AC table they do not use) are not refused.
+  for (const char* name : {"progressive_rgb.jpg", "progressive_gray.jpg"}) {
+    const auto file = std::filesystem::path(DDPM_SOURCE_DIR) / "tests/fuzz/corpus/image" / name;
+    CHECK(ddpm::io::read_image(file, 3).w == 37);
+  }
 }

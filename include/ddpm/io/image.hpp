@@ -144,20 +144,25 @@ inline bool has_image_extension(const std::filesystem::path& p) {
   return false;
 }
 
-/// False for a JPEG whose Huffman table segment (DHT) declares more than 256 codes in one
-/// table. stb_image 2.27 (Debian 12's libstb) does not check that and writes past its tables
-/// (memory corruption from a 60-byte file; found by tests/fuzz/fuzz_image, fixed upstream in
-/// 2.28), so such files are refused before stb_image sees them. The scan follows the marker
-/// segments the way stb_image reads them: lengths between markers, entropy-coded data after a
-/// scan header up to the next 0xFF that is not a stuffed 0xFF00 or a restart marker.
-[[nodiscard]] inline bool jpeg_huffman_tables_ok(std::span<const std::byte> b) noexcept {
+/// Why stb_image must not see a JPEG, or nullptr. stb_image 2.27 (Debian 12's libstb; fixed
+/// upstream in 2.28) trusts two things a hostile file controls, both found by
+/// tests/fuzz/fuzz_image:
+///  * a Huffman table segment (DHT) with more than 256 codes: it writes past its tables;
+///  * a scan that uses a Huffman table no DHT defined: it decodes with uninitialised (malloc'ed)
+///    tables and indexes memory far out of bounds.
+/// The scan follows the marker segments the way stb_image reads them: lengths between markers,
+/// entropy-coded data after a scan header up to the next 0xFF that is not a stuffed 0xFF00 or a
+/// restart marker. Files that are not JPEG, or that stb_image rejects anyway, pass.
+[[nodiscard]] inline const char* jpeg_hazard(std::span<const std::byte> b) noexcept {
   const std::size_t n = b.size();
   auto at = [&](std::size_t i) { return i < n ? std::to_integer<unsigned>(b[i]) : 0u; };
   // Start of image: 0xFF, any number of 0xFF fill bytes, 0xD8 (stb_image skips fill bytes).
   std::size_t i = 0;
   while (i < n && at(i) == 0xFF) ++i;
-  if (i == 0 || at(i) != 0xD8) return true;  // not a JPEG
+  if (i == 0 || at(i) != 0xD8) return nullptr;  // not a JPEG
   ++i;
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  bool progressive = false;
   while (i + 1 < n) {
     if (at(i) != 0xFF) {  // entropy-coded data or junk between segments
       ++i;
@@ -172,23 +177,40 @@ inline bool has_image_extension(const std::filesystem::path& p) {
       i += 2;
       continue;
     }
-    if (m == 0xD9) return true;  // end of image
+    if (m == 0xD9) return nullptr;  // end of image
     const std::size_t len = (std::size_t(at(i + 2)) << 8) | at(i + 3);
+    if (m == 0xC2) progressive = true;  // the only progressive frame stb_image decodes
     if (m == 0xC4) {
       // DHT: tables of 1 + 16 + count bytes while the segment's length lasts (as stb reads it).
       long left = long(len) - 2;
       std::size_t p = i + 4;
       while (left > 0) {
+        const unsigned tc = at(p) >> 4, th = at(p) & 15;
         unsigned count = 0;
         for (std::size_t k = 1; k <= 16; ++k) count += at(p + k);
-        if (count > 256) return false;
+        if (count > 256) return "a Huffman table has more than 256 codes";
+        if (tc <= 1 && th <= 3) defined[tc][th] = true;
         p += 17 + count;
         left -= long(17 + count);
       }
     }
+    if (m == 0xDA) {
+      // SOS: Ns, Ns x (component, DC table << 4 | AC table), Ss, Se, Ah << 4 | Al. Which tables
+      // the scan decodes with: baseline both; progressive DC first scans the DC table, AC scans
+      // the AC table, DC refinement scans none.
+      const unsigned ns = at(i + 4);
+      const unsigned ss = at(i + 5 + 2 * ns), ah = at(i + 7 + 2 * ns) >> 4;
+      for (unsigned c = 0; c < ns && c < 4; ++c) {
+        const unsigned td = at(i + 6 + 2 * c) >> 4, ta = at(i + 6 + 2 * c) & 15;
+        const bool use_dc = !progressive || (ss == 0 && ah == 0);
+        const bool use_ac = !progressive || ss != 0;
+        if ((use_dc && td <= 3 && !defined[0][td]) || (use_ac && ta <= 3 && !defined[1][ta]))
+          return "a scan uses a Huffman table the file does not define";
+      }
+    }
     i += 2 + len;
   }
-  return true;
+  return nullptr;
 }
 
 /// HWC image into an NCHW slot.
@@ -208,8 +230,8 @@ inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& 
     throw IoError(name, detail::cat("image file of ", bytes.size(),
                                     " bytes is larger than the limit of ", max_image_file_bytes));
   if (bytes.empty()) throw IoError(name, "cannot decode image: the file is empty");
-  if (!detail::jpeg_huffman_tables_ok(bytes))
-    throw IoError(name, "cannot decode image: corrupt JPEG (a Huffman table has more than 256 codes)");
+  if (const char* hazard = detail::jpeg_hazard(bytes))
+    throw IoError(name, std::string("cannot decode image: corrupt JPEG (") + hazard + ")");
   const auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, comp = 0;
