@@ -4,6 +4,7 @@
 //   mnist train                       # 10 minutes on the digits bundled in data/mnist10k
 //   mnist train --data DIR --minutes 30 --schedule linear --target x0 --loss huber
 //   mnist sample --checkpoint runs/mnist/checkpoint.safetensors --sampler ddim --steps 100
+//   mpirun -np 2 mnist --threads 1 train --batch 64   # data-parallel, builds with MPI (docs/distributed.md)
 //
 // `train` writes into --out: loss.csv, loss.png, checkpoint.safetensors, samples/ during training,
 // and at the end the `sample` outputs: grid.png (one row per class), denoise.gif, intermediates/.
@@ -11,6 +12,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -19,7 +22,11 @@
 #include <ddpm/backend/cpu.hpp>
 #include <ddpm/ddpm.hpp>
 #include <ddpm/io/idx.hpp>
+#include <ddpm/train/distributed.hpp>
 #include <ddpm/train/trainer.hpp>
+#if defined(DDPM_EXAMPLE_HAVE_MPI)
+#include <ddpm/train/mpi.hpp>
+#endif
 #if defined(DDPM_EXAMPLE_HAVE_CUDA)
 #include <ddpm/backend/cuda.hpp>
 #endif
@@ -131,6 +138,9 @@ int main(int argc, char** argv) try {
   train->add_option("--steps", max_steps, "total steps (0 = none)")->capture_default_str();
   train->add_option("--epochs", epochs, "epochs (0 = none)")->capture_default_str();
   train->add_option("--batch", tc.batch_size, "batch size")->capture_default_str();
+  train->add_option("--micro-batches", tc.micro_batches,
+                    "gradient accumulation: forward/backward passes per step (per rank under mpirun)")
+      ->capture_default_str();
   train->add_option("--lr", tc.adam.lr, "Adam learning rate")->capture_default_str();
   train->add_option("--lr-warmup", tc.lr_warmup, "linear warm-up steps")->capture_default_str();
   train->add_option("--grad-clip", tc.grad_clip, "max gradient norm (0 = off)")->capture_default_str();
@@ -154,6 +164,17 @@ int main(int argc, char** argv) try {
   sb.add_options(*sample);
 
   CLI11_PARSE(app, argc, argv);
+  // Started by mpirun/srun: data-parallel training over MPI, rank 0 writes every output.
+#if defined(DDPM_EXAMPLE_HAVE_MPI)
+  std::optional<ddpm::dist::MpiSession> mpi;
+  if (ddpm::dist::launched_by_mpi()) mpi.emplace(argc, argv);
+  std::unique_ptr<ddpm::dist::Communicator> comm;
+  if (mpi) comm = std::make_unique<ddpm::dist::MpiCommunicator>();
+  else comm = std::make_unique<ddpm::dist::LocalCommunicator>();
+#else
+  auto comm = std::make_unique<ddpm::dist::LocalCommunicator>();
+#endif
+  const bool root = comm->rank() == 0;
   Backend cpu(threads);
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, std::size_t(cpu.threads()));
   auto threads_of = [&](const auto& be) {
@@ -173,11 +194,14 @@ int main(int argc, char** argv) try {
       std::size_t classes = 0;
       for (auto y : data.labels) classes = std::max<std::size_t>(classes, std::size_t(y) + 1);
       mo.unet.num_classes = std::max<std::size_t>(classes, 1);
-      std::printf("data: %zu images %zux%zux%zu, %zu classes, from %s\n", data.n, data.c, data.h, data.w,
-                  mo.unet.num_classes, data_dir.c_str());
+      if (root)
+        std::printf("data: %zu images %zux%zux%zu, %zu classes, from %s\n", data.n, data.c, data.h, data.w,
+                    mo.unet.num_classes, data_dir.c_str());
       auto model = examples::make_model(mo, be);
-      std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %s\n", mo.schedule.c_str(), mo.target.c_str(),
-                  mo.loss.c_str(), mo.timesteps, model->net().num_parameters(), threads_of(be).c_str());
+      if (root)
+        std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %s%s\n", mo.schedule.c_str(), mo.target.c_str(),
+                    mo.loss.c_str(), mo.timesteps, model->net().num_parameters(), threads_of(be).c_str(),
+                    comm->size() > 1 ? (", " + std::to_string(comm->size()) + " ranks").c_str() : "");
       tc.max_steps = max_steps;
       tc.epochs = epochs;
       tc.minutes = minutes;
@@ -186,21 +210,23 @@ int main(int argc, char** argv) try {
       tc.sample_sampler = ddpm::sampler::Ddim{.steps = 50};
       tc.sample_guidance = sa.guidance;
       std::unique_ptr<examples::TrainingEval<B>> eval;  // scores EMA samples every --eval-every steps
-      if (ea.every > 0) {
+      if (ea.every > 0 && root) {
         eval = std::make_unique<examples::TrainingEval<B>>(
             ea, *model, data_dir, data, sa.guidance, cpu,
             fs::path(DDPM_EXAMPLE_DATA_DIR).parent_path() / "classifiers" / "mnist_classifier.safetensors");
         tc.on_step = eval->hook();
       }
-      ddpm::Trainer<float, B> trainer(*model, tc);
+      ddpm::dist::DistributedTrainer<float, B> dtrainer(*comm, *model, tc);  // one rank: Trainer
+      auto& trainer = dtrainer.trainer();
       const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
       if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
       if (!resume.empty()) {
-        const auto ck = trainer.resume(resume);
-        std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
+        const auto ck = dtrainer.resume(resume);
+        if (root) std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
       }
       if (eval) eval->start(trainer, out_dir);
-      const auto s = trainer.fit(data);
+      const auto s = dtrainer.fit(data);
+      if (!root) return s.interrupted ? 130 : 0;
       std::printf("trained steps %llu..%llu in %.0f s: %.1f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
                   (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,
                   s.final_loss, s.loss_avg100, s.interrupted ? " [interrupted]" : "");
@@ -219,15 +245,21 @@ int main(int argc, char** argv) try {
                      opts.unet.num_classes);
     return 0;
   };
-  if (backend == "cuda") {
+  try {
+    if (backend == "cuda") {
 #if defined(DDPM_EXAMPLE_HAVE_CUDA)
-    ddpm::backend::Cuda gpu;
-    return run(gpu);
+      ddpm::backend::Cuda gpu;
+      return run(gpu);
 #else
-    throw std::invalid_argument("--backend cuda: this build has no CUDA backend (configure with nvcc and -DDDPM_ENABLE_CUDA=ON)");
+      throw std::invalid_argument("--backend cuda: this build has no CUDA backend (configure with nvcc and -DDDPM_ENABLE_CUDA=ON)");
 #endif
+    }
+    return run(cpu);
+  } catch (const std::exception& e) {
+    if (comm->size() == 1) throw;
+    std::fprintf(stderr, "mnist: rank %d: error: %s\n", comm->rank(), e.what());
+    comm->abort(1, "mnist: stopping every rank");
   }
-  return run(cpu);
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist: error: %s\n", e.what());
   return 1;

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ddpm/backend/cpu.hpp"
@@ -107,6 +108,13 @@ int compare_main(int argc, char** argv) {
   return ok ? 0 : 1;
 }
 
+/// CPU seconds of this process (all threads, user + system).
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -145,10 +153,15 @@ int run(dist::Communicator& comm, const Options& o, B backend) {
   cfg.handle_sigint = true;
   const int rank = comm.rank();
   std::vector<double> step_end;
+  double cpu_at_warmup = 0, cpu_last = 0;
   std::function<void()> reset;
   cfg.on_step = [&](std::uint64_t step, double) {
     step_end.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
-    if (o.bench && step + 1 == o.warmup && reset) reset();
+    if (o.bench) cpu_last = cpu_seconds();
+    if (o.bench && step + 1 == o.warmup && reset) {
+      reset();
+      cpu_at_warmup = cpu_seconds();
+    }
     if (rank == o.kill_rank && step + 1 == o.kill_step) {
       std::fprintf(stderr, "dist_train: rank %d kills itself (SIGKILL) after step %llu\n", rank,
                    (unsigned long long)step);
@@ -174,6 +187,7 @@ int run(dist::Communicator& comm, const Options& o, B backend) {
                    ck.string().c_str(), (unsigned long long)loaded.counters.step);
   }
   const auto summary = trainer.fit(data);
+  const double cpu_measured = cpu_last - cpu_at_warmup;
   if (rank == 0)
     std::fprintf(stderr, "dist_train: %d rank(s), steps %llu..%llu, loss %.6f%s\n", comm.size(),
                  (unsigned long long)summary.first_step, (unsigned long long)summary.last_step,
@@ -187,7 +201,10 @@ int run(dist::Communicator& comm, const Options& o, B backend) {
   const auto& st = trainer.sync().stats();
   const double per = st.steps ? 1.0 / double(st.steps) : 0.0;
   std::size_t nparams = model.net().num_parameters();
-  std::array<double, 4> v{median(times), st.in_backward_s * per, st.after_backward_s * per, 0};
+  // CPU seconds per step: with a core per rank (and MPI's busy-polling waits) a step would take
+  // about this long, whatever else runs on the machine.
+  const double cpu_step = times.empty() ? 0.0 : cpu_measured / double(times.size());
+  std::array<double, 4> v{median(times), st.in_backward_s * per, st.after_backward_s * per, cpu_step};
   comm.allreduce_host(v.data(), v.size(), dist::ReduceOp::max);  // the slowest rank sets the pace
   const double ar = allreduce_seconds(comm, nparams, 10);
   if (rank == 0) {
@@ -196,10 +213,10 @@ int run(dist::Communicator& comm, const Options& o, B backend) {
         "\"global_batch\": %zu, \"micro_batches\": %zu, \"overlap\": \"%s\", \"buckets\": %zu, "
         "\"parameters\": %zu, \"measured_steps\": %zu, \"step_s_median\": %.5f, \"images_per_s\": %.2f, "
         "\"comm_in_backward_s\": %.5f, \"comm_after_backward_s\": %.5f, \"comm_exposed_s\": %.5f, "
-        "\"compute_s\": %.5f, \"allreduce_alone_s\": %.5f}\n",
+        "\"compute_s\": %.5f, \"allreduce_alone_s\": %.5f, \"cpu_s_per_step\": %.5f}\n",
         comm.size(), o.threads, o.config.c_str(), o.backend.c_str(), o.batch, o.micro,
         o.overlap.c_str(), st.buckets, nparams, times.size(), v[0],
-        v[0] > 0 ? double(o.batch) / v[0] : 0.0, v[1], v[2], v[1] + v[2], v[0] - v[1] - v[2], ar);
+        v[0] > 0 ? double(o.batch) / v[0] : 0.0, v[1], v[2], v[1] + v[2], v[0] - v[1] - v[2], ar, v[3]);
     std::fflush(stdout);
   }
   return 0;

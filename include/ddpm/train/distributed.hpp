@@ -221,7 +221,7 @@ class DataParallel final : public ParallelSync {
       : comm_(comm), model_(model), opts_(opts),
         params_(optim::collect_parameters<T, B>(model.net())) {
     constexpr bool device = std::is_same_v<typename B::memory_space, backend::device_memory>;
-    ddpm::detail::require(comm.device_buffers() == device, "DataParallel",
+    ddpm::detail::require(comm.size() == 1 || comm.device_buffers() == device, "DataParallel",
                           "the communicator '", comm.name(), "' takes ",
                           comm.device_buffers() ? "device" : "host",
                           " memory, but the backend's tensors are in ",
@@ -288,6 +288,7 @@ class DataParallel final : public ParallelSync {
 
   /// Every parameter value = rank 0's.
   void broadcast_weights() {
+    if (comm_.size() == 1) return;
     for (const auto& p : params_) comm_.broadcast(p.value->data(), p.value->size(), dtype_of<T>, 0);
   }
 
@@ -304,7 +305,7 @@ class DataParallel final : public ParallelSync {
   };
 
   /// Buckets from the last parameter backwards (the order backward() finishes them), each up to
-  /// bucket_bytes (a bigger tensor gets a bucket of its own).
+  /// bucket_bytes (a bigger tensor gets a bucket of its own). Their memory only for several ranks.
   void build_buckets() {
     const std::size_t cap = std::max<std::size_t>(1, opts_.bucket_bytes / sizeof(T));
     std::size_t hi = params_.size();
@@ -318,7 +319,7 @@ class DataParallel final : public ParallelSync {
       Bucket b;
       b.lo = lo;
       b.hi = hi;
-      b.flat.resize(Shape{n});
+      if (comm_.size() > 1) b.flat.resize(Shape{n});
       buckets_.push_back(std::move(b));
       total_ += n;
       hi = lo;
@@ -432,7 +433,7 @@ class DistributedTrainer {
   /// a checkpoint, then return with summary.interrupted. @throws DistributedError on every rank
   /// when the ranks' data sets differ (a checksum), before training.
   TrainSummary fit(const io::ImageDataset& data) {
-    {
+    if (comm_.size() > 1) {
       dist::detail::StateHash h;
       for (const std::size_t d : {data.n, data.c, data.h, data.w}) h.number(d);
       h.bytes(data.pixels.data(), data.pixels.size());
@@ -527,6 +528,17 @@ class DistributedTrainer {
                              TrainConfig cfg, std::shared_ptr<DataParallel<T, B>> shared) {
     // The seed keys the data order and every random draw of training: ranks with other seeds
     // would train on overlapping shards. The configuration must agree too.
+    if (comm.size() > 1) check_configuration(comm, model, cfg);
+    sync.broadcast_weights();  // before Trainer copies them into the EMA
+    cfg.parallel = std::move(shared);
+    if (comm.rank() != 0) {  // outputs and progress: rank 0 only
+      cfg.out_dir.clear();
+      cfg.progress = false;
+    }
+    return cfg;
+  }
+
+  static void check_configuration(Communicator& comm, Model<T, B>& model, const TrainConfig& cfg) {
     dist::detail::StateHash h;
     auto text = [&](const std::string& t) { h.bytes(t.data(), t.size()); };
     h.number(model.seed());
@@ -542,13 +554,6 @@ class DistributedTrainer {
                            cfg.ema.decay, ' ', cfg.max_steps, ' ', cfg.epochs));
     require_same(comm, h.value(), "model configuration, seed or TrainConfig",
                  "start every rank with the same model, seed and training settings");
-    sync.broadcast_weights();  // before Trainer copies them into the EMA
-    cfg.parallel = std::move(shared);
-    if (comm.rank() != 0) {  // outputs and progress: rank 0 only
-      cfg.out_dir.clear();
-      cfg.progress = false;
-    }
-    return cfg;
   }
 
   /// Collective: throws DistributedError on every rank when `value` differs from rank 0's on

@@ -87,7 +87,14 @@ class MpiSession {
     int fin = 0;
     MPI_Finalized(&fin);
     if (fin) return;
-    if (std::uncaught_exceptions() > 0) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (std::uncaught_exceptions() > 0) {
+      int rank = 0;
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      std::fprintf(stderr, "ddpm: rank %d: an exception leaves the MPI session; MPI_Abort, so that no "
+                           "other rank waits for this one (catch it before the session ends to see it)\n", rank);
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     MPI_Finalize();
   }
 
