@@ -362,6 +362,10 @@ struct Ops<backend::Cpu> {
   }
 
   // ------------------------------------------------------------------ convolution
+  static detail::cpu::ConvAlgo conv_algo(const B& be) noexcept {
+    return be.convolution == backend::CpuConvolution::exact ? detail::cpu::ConvAlgo::gemm
+                                                              : detail::cpu::ConvAlgo::automatic;
+  }
   /// y = conv(x, w) + bias. x (N, Ci, H, W), w (Co, Ci, k, k), bias (Co) or empty, y (N, Co, Ho, Wo).
   template <class T>
   static void conv2d_forward(const B& be, ConstView<T> x, ConstView<T> w, ConstView<T> bias,
@@ -371,7 +375,7 @@ struct Ops<backend::Cpu> {
     } else {
       if (x.n() == 0) return;
       detail::cpu::conv2d_forward(be.ctx(), conv_shape(x, w, g), x.data(), w.data(),
-                                  bias.empty() ? nullptr : bias.data(), y.data());
+                                  bias.empty() ? nullptr : bias.data(), y.data(), conv_algo(be));
     }
   }
   /// dx (+)= conv^T(dy, w) (skipped if dx is empty); dw += corr(x, dy); db += sum dy (if not empty).
@@ -384,9 +388,10 @@ struct Ops<backend::Cpu> {
       if (x.n() == 0) return;
       const detail::cpu::Conv2dShape s = conv_shape(x, w, g);
       if (!dx.empty())
-        detail::cpu::conv2d_backward_data(be.ctx(), s, w.data(), dy.data(), dx.data(), acc);
+        detail::cpu::conv2d_backward_data(be.ctx(), s, w.data(), dy.data(), dx.data(), acc,
+                                          conv_algo(be));
       detail::cpu::conv2d_backward_weight(be.ctx(), s, x.data(), dy.data(), dw.data(),
-                                          db.empty() ? nullptr : db.data());
+                                          db.empty() ? nullptr : db.data(), conv_algo(be));
     }
   }
 
