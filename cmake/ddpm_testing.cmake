@@ -172,7 +172,10 @@ endif()
 option(DDPM_TSAN "Build the ThreadSanitizer helpers for oneTBB (tests/sanitizers)" OFF)
 if(DDPM_TSAN)
   add_library(ddpm_tbb_itt_tsan SHARED ${PROJECT_SOURCE_DIR}/tests/sanitizers/tbb_itt_tsan.cpp)
+  # Not instrumented and not linked with the TSan runtime: it is preloaded into every process the
+  # tests start (ctest, cmake), and looks the TSan functions up at run time.
   target_compile_options(ddpm_tbb_itt_tsan PRIVATE -fno-sanitize=all)
+  target_link_options(ddpm_tbb_itt_tsan PRIVATE -fno-sanitize=all)
   target_link_libraries(ddpm_tbb_itt_tsan PRIVATE ${CMAKE_DL_LIBS})
   set_target_properties(ddpm_tbb_itt_tsan PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/sanitizers)
   add_executable(ddpm_tsan_canary ${PROJECT_SOURCE_DIR}/tests/sanitizers/tsan_canary.cpp)
