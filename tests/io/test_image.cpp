@@ -234,6 +234,37 @@ TEST_CASE("image: a JPEG Huffman table of more than 256 codes is refused before 
   CHECK(ddpm::io::detail::jpeg_hazard(std::as_bytes(std::span(real))) == nullptr);
 }
 
+TEST_CASE("image: a PNG chunk longer than the file is refused before stb_image allocates for it") {
+  // Regression of tests/fuzz/fuzz_image (corpus/image/oom_fuzzer_png_chunk_length_*.png): an IDAT
+  // chunk that declares ~4 GB made stb_image 2.27 grow its buffer to 2 GiB for a 100-byte file.
+  TempDir dir;
+  const auto good = dir / "a.png";
+  REQUIRE(stbi_write_png(good.c_str(), 5, 4, 3, constant(4, 5, 3, 90).px.data(), 15));
+  auto bytes = ddpm::io::test::read_bytes(good);
+  CHECK(ddpm::io::detail::png_hazard(std::as_bytes(std::span(bytes))) == nullptr);
+  CHECK(ddpm::io::read_image(good, 3).w == 5);
+  // The first chunk after IHDR (8 + 25 bytes) is IDAT: make it claim more than the file holds.
+  REQUIRE(bytes.size() > 41);
+  REQUIRE(bytes[37] == 'I');
+  REQUIRE(bytes[38] == 'D');
+  auto set_len = [&](std::uint32_t len) {
+    for (int k = 0; k < 4; ++k) bytes[33 + k] = std::uint8_t(len >> (24 - 8 * k));
+  };
+  const auto bad = dir / "bad.png";
+  set_len(0xF0370000u);
+  write_bytes(bad, bytes);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(bad, 3), bad.string(), "corrupt PNG (a chunk length is over 2^31 - 1)");
+  set_len(std::uint32_t(bytes.size()));  // valid as a length, but past the end of the file
+  write_bytes(bad, bytes);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(bad, 3), bad.string(),
+                      "corrupt PNG (a chunk is longer than the rest of the file)");
+  // A file cut inside a chunk is refused the same way.
+  auto cut = ddpm::io::test::read_bytes(good);
+  cut.resize(cut.size() - 20);
+  write_bytes(bad, cut);
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(bad, 3), bad.string(), "corrupt PNG");
+}
+
 TEST_CASE("image: a JPEG scan that uses an undefined Huffman table is refused before stb_image sees it") {
   // Regression of tests/fuzz/fuzz_image: stb_image 2.27 then decodes with uninitialised tables
   // and reads far out of bounds (corpus/image/crash_fuzzer_jpeg_undefined_table_*.jpg).

@@ -213,6 +213,30 @@ inline bool has_image_extension(const std::filesystem::path& p) {
   return nullptr;
 }
 
+/// Why stb_image (2.27) must not see a PNG, or nullptr. A chunk whose declared length runs past
+/// the end of the file makes stb_image grow its IDAT buffer to that length first (up to 2 GiB for
+/// a 100-byte file: found by fuzz_image) and only then find the data missing; such a file is
+/// truncated or corrupt anyway, so it is refused before any allocation. Files that are not PNG
+/// pass.
+[[nodiscard]] inline const char* png_hazard(std::span<const std::byte> b) noexcept {
+  static constexpr unsigned char sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  const std::size_t n = b.size();
+  if (n < 8) return nullptr;
+  for (std::size_t k = 0; k < 8; ++k)
+    if (std::to_integer<unsigned char>(b[k]) != sig[k]) return nullptr;
+  auto u8 = [&](std::size_t i) { return std::uint32_t(std::to_integer<unsigned char>(b[i])); };
+  std::size_t i = 8;
+  while (i + 8 <= n) {
+    const std::uint32_t len = (u8(i) << 24) | (u8(i + 1) << 16) | (u8(i + 2) << 8) | u8(i + 3);
+    if (len > 0x7FFFFFFFu) return "a chunk length is over 2^31 - 1";
+    if (std::size_t(len) + 12 > n - i) return "a chunk is longer than the rest of the file";
+    const bool iend = u8(i + 4) == 'I' && u8(i + 5) == 'E' && u8(i + 6) == 'N' && u8(i + 7) == 'D';
+    if (iend) return nullptr;
+    i += std::size_t(len) + 12;  // length, type, data, CRC
+  }
+  return nullptr;  // no IEND: stb_image decides (it reports missing data itself)
+}
+
 /// HWC image into an NCHW slot.
 inline void hwc_to_chw(const Image8& img, std::uint8_t* dst) {
   const std::size_t hw = img.h * img.w;
@@ -232,6 +256,8 @@ inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& 
   if (bytes.empty()) throw IoError(name, "cannot decode image: the file is empty");
   if (const char* hazard = detail::jpeg_hazard(bytes))
     throw IoError(name, std::string("cannot decode image: corrupt JPEG (") + hazard + ")");
+  if (const char* hazard = detail::png_hazard(bytes))
+    throw IoError(name, std::string("cannot decode image: corrupt PNG (") + hazard + ")");
   const auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, comp = 0;
