@@ -3,7 +3,7 @@
 //
 //   mnist train                       # 10 minutes on the digits bundled in data/mnist10k
 //   mnist train --data DIR --minutes 30 --schedule linear --target x0 --loss huber
-//   mnist sample --checkpoint runs/mnist/checkpoint.safetensors --sampler ddim --steps 100
+//   mnist sample --checkpoint runs/mnist/checkpoint.safetensors --sampler ddim --sample-steps 50
 //   mpirun -np 2 mnist --threads 1 train --batch 64   # data-parallel, builds with MPI (docs/distributed.md)
 //
 // `train` writes into --out: loss.csv, loss.png, checkpoint.safetensors, samples/ during training,
@@ -42,11 +42,15 @@
 namespace fs = std::filesystem;
 using Backend = ddpm::backend::Cpu;
 
+// Defaults measured on a 10-minute run of `mnist train` (README's first command): ancestral
+// sampling respaced to 100 steps with guidance 3 scored 99% class accuracy with the ddpm-eval
+// classifier (Frechet distance 0.99, real-data baseline 0.87), DDIM-100 with guidance 2 74%
+// (FD 3.5): short-trained models need the sampler's fresh noise to correct their errors.
 struct SampleArgs {
-  std::string sampler = "ddim";
+  std::string sampler = "ancestral";
   std::size_t steps = 100;
   double eta = 0.0;
-  double guidance = 2.0;
+  double guidance = 3.0;
   bool no_clip = false;
   bool raw_weights = false;
   std::size_t per_class = 10;
@@ -207,7 +211,7 @@ int main(int argc, char** argv) try {
       tc.minutes = minutes;
       tc.out_dir = out_dir;
       tc.checkpoint_metadata = mo.to_metadata();
-      tc.sample_sampler = ddpm::sampler::Ddim{.steps = 50};
+      tc.sample_sampler = ddpm::sampler::Ancestral{.steps = 100};
       tc.sample_guidance = sa.guidance;
       std::unique_ptr<examples::TrainingEval<B>> eval;  // scores EMA samples every --eval-every steps
       if (ea.every > 0 && root) {

@@ -67,7 +67,7 @@ struct TrainConfig {
   /// batch_size / (ranks x micro_batches) images and averages their gradients.
   std::size_t micro_batches = 1;
   /// Data-parallel hooks (see ParallelSync; DistributedTrainer sets them). Empty: one process.
-  std::shared_ptr<ParallelSync> parallel;
+  std::shared_ptr<ParallelSync> parallel{};
   optim::Adam adam{.lr = 2e-4};
   std::uint64_t lr_warmup = 0;  ///< linear warm-up steps (0 = off)
   double grad_clip = 1.0;       ///< max gradient norm (0 = off)
@@ -80,7 +80,7 @@ struct TrainConfig {
   double epochs = 0;            ///< total epochs over the data set
   double minutes = 0;           ///< wall-clock budget of this run
 
-  std::filesystem::path out_dir;  ///< loss.csv, loss.png, checkpoint.safetensors, samples/
+  std::filesystem::path out_dir{};  ///< loss.csv, loss.png, checkpoint.safetensors, samples/
   std::uint64_t log_every = 10;
   std::uint64_t checkpoint_every = 0;  ///< 0: only at the end (and on Ctrl-C)
   std::uint64_t sample_every = 0;      ///< sample grids during training (0 = off)
@@ -93,9 +93,9 @@ struct TrainConfig {
   bool progress = true;        ///< progress on stderr (a bar on a terminal, log lines otherwise)
   bool handle_sigint = true;   ///< Ctrl-C: save a checkpoint and stop after the current step
   /// Called after every step (step number, loss) — for metrics, tests, custom logging.
-  std::function<void(std::uint64_t, double)> on_step;
+  std::function<void(std::uint64_t, double)> on_step{};
   /// Stored in every checkpoint's metadata (e.g. the command-line choices of an application).
-  std::map<std::string, std::string> checkpoint_metadata;
+  std::map<std::string, std::string> checkpoint_metadata{};
 
   void validate() const {
     detail::require(batch_size >= 1, "TrainConfig::batch_size", "must be >= 1");

@@ -29,7 +29,7 @@ namespace ddpm {
 struct SampleOptions {
   std::size_t num_samples = 16;
   /// One class per sample (size num_samples), or empty for unconditional sampling.
-  std::vector<std::int32_t> labels;
+  std::vector<std::int32_t> labels{};
   /// Classifier-free guidance weight w: out = out_null + w (out_cond - out_null); 1 = plain
   /// conditional (one network call per step), needs labels and a null class otherwise.
   double guidance = 1.0;
@@ -43,7 +43,7 @@ struct SampleOptions {
   std::size_t record_every = 0;    ///< keep x_t every k steps (and the last); 0 = final only
   std::size_t batch = 0;           ///< samples per network call (0 = all at once)
   /// Called after every step with (steps done, steps in total) over all batches.
-  std::function<void(std::size_t, std::size_t)> progress;
+  std::function<void(std::size_t, std::size_t)> progress{};
 
   void validate(std::size_t steps_T) const {
     detail::require(num_samples >= 1, "SampleOptions::num_samples", "must be >= 1");
