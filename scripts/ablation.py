@@ -180,9 +180,10 @@ def read_loss(d: Path) -> tuple[int | None, float | None]:
     lines = [ln.split(",") for ln in p.read_text().splitlines()[1:] if ln.strip()]
     if not lines:
         return None, None
+    # columns: step, epoch, seconds, loss, loss_avg100, lr, img_per_s, grad_norm
     tail = lines[-100:]
     try:
-        return int(float(tail[-1][0])), sum(float(r[1]) for r in tail) / len(tail)
+        return int(float(tail[-1][0])) + 1, sum(float(r[3]) for r in tail) / len(tail)
     except (ValueError, IndexError):
         return None, None
 
