@@ -16,6 +16,7 @@
 #include "ddpm/optim/adam.hpp"
 #include "ddpm/optim/ema.hpp"
 #include "ddpm/train/checkpoint.hpp"
+#include "helpers/tiny_unet.hpp"
 
 namespace ddpm::test {
 
@@ -23,17 +24,7 @@ using KillModel = Diffusion<schedule::Linear, target::Epsilon, loss::L2, backend
 
 /// A small U-Net: about 0.77 MB per checkpoint (weights, EMA, two Adam moments), so a save takes long enough to be hit by a kill.
 inline nn::UNetConfig kill_unet_config() {
-  nn::UNetConfig c;
-  c.in_channels = 1;
-  c.image_size = 8;
-  c.base_channels = 8;
-  c.channel_mults = {1, 2};
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {4};
-  c.num_classes = 0;
-  c.groups = 4;
-  c.dropout = 0.0;
-  return c;
+  return tiny_unet(0.0, 0);
 }
 
 /// Model, Adam and EMA of the writer and of the checker (the same configuration).

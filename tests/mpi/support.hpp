@@ -16,39 +16,12 @@
 #include "ddpm/io/safetensors.hpp"
 #include "ddpm/train/distributed.hpp"
 #include "ddpm/train/trainer.hpp"
+#include "../helpers/tiny_unet.hpp"
 
 namespace ddpm::test {
 
-/// 1x8x8 images, base 8, two levels, attention at 4x4, 3 classes: a few ms per step on the
-/// reference backend.
-inline nn::UNetConfig tiny_unet(double dropout = 0.0, std::size_t classes = 3) {
-  nn::UNetConfig c;
-  c.in_channels = 1;
-  c.image_size = 8;
-  c.base_channels = 8;
-  c.channel_mults = {1, 2};
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {4};
-  c.num_classes = classes;
-  c.groups = 4;
-  c.dropout = dropout;
-  return c;
-}
-
 /// The mnist configuration of DESIGN.md (1,624,577 parameters).
-inline nn::UNetConfig mnist_unet() {
-  nn::UNetConfig c;
-  c.in_channels = 1;
-  c.image_size = 28;
-  c.base_channels = 32;
-  c.channel_mults = {1, 2, 2};
-  c.num_res_blocks = 2;
-  c.attention_resolutions = {7};
-  c.num_classes = 10;
-  c.groups = 32;
-  c.dropout = 0.1;
-  return c;
-}
+inline nn::UNetConfig mnist_unet() { return nn::UNetConfig::mnist(); }
 
 /// n synthetic images of size s x s (lines and a blob per class) with labels i % classes.
 inline io::ImageDataset synthetic_data(std::size_t n, std::size_t s, std::size_t classes = 3) {

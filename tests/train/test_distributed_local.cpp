@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ddpm/backend/reference.hpp"
+#include "helpers/tiny_unet.hpp"
 #include "ddpm/ddpm.hpp"
 #include "ddpm/optim/param_list.hpp"
 #include "ddpm/train/distributed.hpp"
@@ -27,32 +28,11 @@ namespace fs = std::filesystem;
 namespace {
 
 nn::UNetConfig small_unet(double dropout) {
-  nn::UNetConfig c;
-  c.in_channels = 1;
-  c.image_size = 8;
-  c.base_channels = 8;
-  c.channel_mults = {1, 2};
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {4};
-  c.num_classes = 3;
-  c.groups = 4;
-  c.dropout = dropout;
-  return c;
+  return test::tiny_unet(dropout, 3);
 }
 
 io::ImageDataset small_data(std::size_t n) {
-  io::ImageDataset d;
-  d.n = n;
-  d.c = 1;
-  d.h = d.w = 8;
-  d.pixels.resize(n * 64);
-  d.labels.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    d.labels[i] = std::int32_t(i % 3);
-    for (std::size_t p = 0; p < 64; ++p)
-      d.pixels[i * 64 + p] = std::uint8_t((p % 8 == i % 8 || p / 8 == (i * 3) % 8) ? 255 : 7 * p % 50);
-  }
-  return d;
+  return test::tiny_lines(n, [](std::size_t, std::size_t p) { return 7 * p % 50; });
 }
 
 using M = Diffusion<schedule::Cosine, target::Epsilon, loss::Huber, Ref>;

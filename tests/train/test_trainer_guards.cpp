@@ -25,6 +25,7 @@
 #include "ddpm/diffusion/diffusion.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "ddpm/train/trainer.hpp"
+#include "helpers/tiny_unet.hpp"
 #include "io/io_test_util.hpp"
 
 using namespace ddpm;
@@ -34,32 +35,11 @@ namespace fs = std::filesystem;
 namespace {
 
 nn::UNetConfig guard_config() {
-  nn::UNetConfig c;
-  c.in_channels = 1;
-  c.image_size = 8;
-  c.base_channels = 8;
-  c.channel_mults = {1, 2};
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {4};
-  c.num_classes = 3;
-  c.groups = 4;
-  c.dropout = 0.1;
-  return c;
+  return test::tiny_unet(0.1, 3);
 }
 
 io::ImageDataset guard_data(std::size_t n = 20) {
-  io::ImageDataset d;
-  d.n = n;
-  d.c = 1;
-  d.h = d.w = 8;
-  d.pixels.resize(n * 64);
-  d.labels.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    d.labels[i] = std::int32_t(i % 3);
-    for (std::size_t p = 0; p < 64; ++p)
-      d.pixels[i * 64 + p] = std::uint8_t((p % 8 == i % 8 || p / 8 == (i * 3) % 8) ? 255 : (p * 37 + i) % 97);
-  }
-  return d;
+  return test::tiny_lines(n, [](std::size_t i, std::size_t p) { return (p * 37 + i) % 97; });
 }
 
 template <class B>
