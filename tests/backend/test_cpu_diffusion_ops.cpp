@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backend/cpu_ops_support.hpp"
@@ -131,5 +132,53 @@ TEST_CASE_TEMPLATE("cpu ops: diffusion_loss and predict run the target policy on
                                                    want_eps ? view(pe, s) : View<float>{});
           return Outputs{px, pe};
         }, 1e-5, 1e-5);
+  }
+}
+
+namespace {
+/// A user's loss written for float only (no template members): log(cosh(d)).
+struct LogCosh {
+  static constexpr std::string_view name() { return "logcosh"; }
+  float value(float d) const { return std::log(std::cosh(d)); }
+  float grad(float d) const { return std::tanh(d); }
+};
+static_assert(ddpm::Loss<LogCosh>);
+/// A user's target written for float only: out = 2 eps.
+struct ScaledEps {
+  static constexpr std::string_view name = "scaled-eps";
+  static float target(float, float eps, float, float) { return 2.0f * eps; }
+  static float x0(float xt, float out, float a, float s) { return (xt - s * 0.5f * out) / a; }
+  static float eps(float, float out, float, float) { return 0.5f * out; }
+};
+static_assert(ddpm::Target<ScaledEps>);
+}  // namespace
+
+TEST_CASE("cpu ops: a float-only target and loss run lane by lane and match the reference") {
+  for (const Shape& s : {Shape{1, 1, 1, 1}, Shape{3, 1, 7, 7}, Shape{4, 3, 16, 16}}) {
+    const std::size_t N = s.n();
+    const Shape sn{N};
+    const Buf out = random(s.numel(), 190, -2.0f, 2.0f), x0 = random(s.numel(), 191);
+    const Buf eps = random(s.numel(), 192, -2.0f, 2.0f);
+    Buf a = random(N, 194, 0.05f, 0.99f), sd(N);
+    for (std::size_t n = 0; n < N; ++n) sd[n] = std::sqrt(1.0f - a[n] * a[n]);
+    double value[3];
+    int k = 0;
+    // The element values are the float functions' own, lane by lane (up to the compiler's FMA
+    // contraction of the scalar code around them); the loss differs also in the summation order.
+    oracle("diffusion_loss scaled-eps logcosh " + s.str(), [&](auto& be) {
+      Buf d(s.numel(), 5.0f);
+      value[k++] = OpsOf<decltype(be)>::template diffusion_loss<ScaledEps>(
+          be, LogCosh{}, cview(out, s), cview(x0, s), cview(eps, s), cview(a, sn), cview(sd, sn),
+          ConstView<float>{}, view(d, s));
+      return Outputs{d};
+    }, 1e-6, 1e-9);
+    CHECK(std::abs(value[1] - value[0]) <= 1e-6 * std::abs(value[0]));
+    for (bool clip : {false, true})
+      oracle("predict scaled-eps clip=" + std::to_string(clip) + " " + s.str(), [&](auto& be) {
+        Buf px(s.numel()), pe(s.numel());
+        OpsOf<decltype(be)>::template predict<ScaledEps>(be, cview(x0, s), cview(out, s), cview(a, sn),
+                                                         cview(sd, sn), clip, view(px, s), view(pe, s));
+        return Outputs{px, pe};
+      }, 1e-6, 1e-6);
   }
 }

@@ -24,6 +24,7 @@
 #include "ddpm/backend/params.hpp"
 #include "ddpm/backend/tags.hpp"
 #include "ddpm/core/assert.hpp"
+#include "ddpm/core/policy.hpp"
 #include "ddpm/core/rng.hpp"
 #include "ddpm/tensor/tensor.hpp"
 
@@ -501,9 +502,9 @@ struct Ops<backend::Reference> {
       double part = 0;
       for (std::size_t i = 0; i < item; ++i) {
         const std::size_t e = n * item + i;
-        const T d = out[e] - P::template target<T>(x0[e], eps[e], a[n], s[n]);
-        part += double(loss.template value<T>(d));
-        dout[e] = wn * loss.template grad<T>(d) * inv;
+        const T d = out[e] - detail::target_target<P, T>(x0[e], eps[e], a[n], s[n]);
+        part += double(detail::loss_value(loss, d));
+        dout[e] = wn * detail::loss_grad(loss, d) * inv;
       }
       total += double(wn) * part;
     }
@@ -518,12 +519,12 @@ struct Ops<backend::Reference> {
     for (std::size_t n = 0; n < N; ++n)
       for (std::size_t i = 0; i < item; ++i) {
         const std::size_t e = n * item + i;
-        T x = P::template x0<T>(xt[e], out[e], a[n], s[n]);
+        T x = detail::target_x0<P, T>(xt[e], out[e], a[n], s[n]);
         if (clip) {
           x = std::min(std::max(x, T(-1)), T(1));
           if (!eps.empty()) eps[e] = (xt[e] - a[n] * x) / s[n];
         } else if (!eps.empty()) {
-          eps[e] = P::template eps<T>(xt[e], out[e], a[n], s[n]);
+          eps[e] = detail::target_eps<P, T>(xt[e], out[e], a[n], s[n]);
         }
         x0[e] = x;
       }

@@ -18,6 +18,7 @@
 #include "ddpm/backend/tags.hpp"
 #include "ddpm/core/assert.hpp"
 #include "ddpm/core/concepts.hpp"
+#include "ddpm/core/policy.hpp"
 #include "ddpm/core/rng.hpp"
 #include "ddpm/diffusion/schedule/table.hpp"
 #include "ddpm/tensor/tensor.hpp"
@@ -132,7 +133,7 @@ class GaussianProcess {
     std::vector<T> host(t.size(), T(1));
     if (opts_.min_snr_gamma > 0)
       for (std::size_t i = 0; i < t.size(); ++i)
-        host[i] = T(P::min_snr_weight(double(table_.snr[std::size_t(t[i])]), opts_.min_snr_gamma));
+        host[i] = T(detail::min_snr_weight<P>(double(table_.snr[std::size_t(t[i])]), opts_.min_snr_gamma));
     w.resize(Shape{t.size()});
     w.copy_from(host);
   }

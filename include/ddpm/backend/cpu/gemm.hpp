@@ -13,6 +13,7 @@
 #include <oneapi/tbb/partitioner.h>
 
 #include "ddpm/backend/cpu/context.hpp"
+#include "ddpm/backend/cpu/isa.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -194,11 +195,97 @@ inline void micro_kernel_edge(std::size_t k, const float* a, const float* b, flo
     for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = tmp[i * nr + j];
 }
 
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+/// AVX-512 register tile of AP packed A panels (6 AP rows) by BP packed B panels (16 BP columns):
+/// 6 AP x BP accumulators of 16 floats. Every element of C gets exactly micro_kernel's operations
+/// (acc = fma(a_p, b_p, acc) for p = 0..k-1 from 0, then alpha acc or fma(beta, C, alpha acc)),
+/// so C is bitwise the AVX2 kernel's. a: panel q at a + q k mr; b: panel r at b + r k nr.
+template <int AP, int BP>
+DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, const float* a, const float* b, float* c,
+                                           std::size_t ldc, float alpha, float beta) noexcept {
+  constexpr int R = 6 * AP;
+  __m512 acc[R][BP];
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < BP; ++j) acc[i][j] = _mm512_setzero_ps();
+  const std::size_t as = k * mr, bs = k * nr;
+  for (std::size_t p = 0; p < k; ++p) {
+    __m512 bv[BP];
+#pragma GCC unroll 2
+    for (int j = 0; j < BP; ++j) bv[j] = _mm512_loadu_ps(b + j * bs + p * nr);
+#pragma GCC unroll 2
+    for (int q = 0; q < AP; ++q) {
+      const float* ap = a + q * as + p * mr;
+#pragma GCC unroll 6
+      for (int i = 0; i < 6; ++i) {
+        const __m512 av = _mm512_set1_ps(ap[i]);
+#pragma GCC unroll 2
+        for (int j = 0; j < BP; ++j) acc[6 * q + i][j] = _mm512_fmadd_ps(av, bv[j], acc[6 * q + i][j]);
+      }
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+  if (beta == 0.0f) {
+#pragma GCC unroll 12
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+      for (int j = 0; j < BP; ++j) _mm512_storeu_ps(c + i * ldc + 16 * j, _mm512_mul_ps(va, acc[i][j]));
+  } else {
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+      for (int j = 0; j < BP; ++j) {
+        float* ci = c + i * ldc + 16 * j;
+        _mm512_storeu_ps(ci, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), _mm512_mul_ps(va, acc[i][j])));
+      }
+  }
+}
+
+/// macro_kernel with AVX-512 tiles of 12 x 32 (and 6 x 32, 12 x 16, 6 x 16 at the block's edges;
+/// partial panels as micro_kernel_edge): bitwise the same C as the AVX2 macro_kernel.
+DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n, std::size_t k,
+                                                   float alpha, const float* pa, const float* pb,
+                                                   float beta, float* C, std::size_t ldc) noexcept {
+  static_assert(nr == 16, "the AVX-512 tiles hold one B panel per vector");
+  const std::size_t mp = m / mr, np = n / nr;  // full panels
+  const std::size_t mrem = m % mr, nrem = n % nr;
+  const auto column_panels = [&]<int BP>(std::size_t jp) DDPM_TARGET_AVX512 {
+    const float* b = pb + jp * nr * k;
+    float* cc = C + jp * nr;
+    std::size_t ip = 0;
+    for (; ip + 2 <= mp; ip += 2) tile_avx512<2, BP>(k, pa + ip * mr * k, b, cc + ip * mr * ldc, ldc, alpha, beta);
+    if (ip < mp) tile_avx512<1, BP>(k, pa + ip * mr * k, b, cc + ip * mr * ldc, ldc, alpha, beta);
+    if (mrem != 0)
+      for (int j = 0; j < BP; ++j)
+        micro_kernel_edge(k, pa + mp * mr * k, b + j * nr * k, cc + mp * mr * ldc + j * nr, ldc,
+                          alpha, beta, mrem, nr);
+  };
+  std::size_t jp = 0;
+  for (; jp + 2 <= np; jp += 2) column_panels.template operator()<2>(jp);
+  if (jp < np) column_panels.template operator()<1>(jp);
+  if (nrem != 0) {
+    const float* b = pb + np * nr * k;
+    for (std::size_t ir = 0; ir < m; ir += mr)
+      micro_kernel_edge(k, pa + ir * k, b, C + ir * ldc + np * nr, ldc, alpha, beta,
+                        std::min(mr, m - ir), nrem);
+  }
+}
+#endif
+
 /// Runs the microkernel over one packed A block (ceil(m/mr) panels of k x mr) and one packed B
-/// block (ceil(n/nr) panels of k x nr) into C (m x n, row stride ldc).
+/// block (ceil(n/nr) panels of k x nr) into C (m x n, row stride ldc). At the AVX-512 kernel level
+/// (isa.hpp) the AVX-512 tiles run instead, with bitwise the same result.
 inline void macro_kernel(std::size_t m, std::size_t n, std::size_t k, float alpha,
                          const float* pa, const float* pb, float beta, float* C,
                          std::size_t ldc) noexcept {
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+  if (use_avx512()) {
+    macro_kernel_avx512(m, n, k, alpha, pa, pb, beta, C, ldc);
+    return;
+  }
+#endif
   for (std::size_t jr = 0; jr < n; jr += nr) {
     const std::size_t nn = std::min(nr, n - jr);
     const float* b = pb + jr * k;

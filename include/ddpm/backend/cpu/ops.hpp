@@ -754,9 +754,9 @@ struct Ops<backend::Cpu> {
           LaneSum acc;
           for_lanes_blocked(se - sb, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
             const fbatch d =
-                load_n(po + i, cnt) - P::template target<fbatch>(load_n(px + i, cnt), load_n(pe + i, cnt), av, sv);
-            acc.add(valid_n(loss.template value<fbatch>(d), cnt));
-            store_n(wv * loss.template grad<fbatch>(d) * iv, pd + i, cnt);
+                load_n(po + i, cnt) - detail::target_target<P, fbatch>(load_n(px + i, cnt), load_n(pe + i, cnt), av, sv);
+            acc.add(valid_n(detail::loss_value(loss, d), cnt));
+            store_n(wv * detail::loss_grad(loss, d) * iv, pd + i, cnt);
           }, [&] { acc.flush(); });
           part += double(wn) * acc.result();
         });
@@ -786,12 +786,12 @@ struct Ops<backend::Cpu> {
         float* pe = want_eps ? eps.data() + sb : nullptr;
         for_lanes(se - sb, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
           const fbatch xv = load_n(px + i, cnt), ov = load_n(po + i, cnt);
-          fbatch x = P::template x0<fbatch>(xv, ov, av, sv);
+          fbatch x = detail::target_x0<P, fbatch>(xv, ov, av, sv);
           if (clip) {
             x = detail::VMath<fbatch>::clamp(x, lo, hi);
             if (pe) store_n((xv - av * x) / sv, pe + i, cnt);
           } else if (pe) {
-            store_n(P::template eps<fbatch>(xv, ov, av, sv), pe + i, cnt);
+            store_n(detail::target_eps<P, fbatch>(xv, ov, av, sv), pe + i, cnt);
           }
           store_n(x, p0 + i, cnt);
         });

@@ -14,10 +14,12 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include <xsimd/xsimd.hpp>
 
 #include "ddpm/config.hpp"
+#include "ddpm/core/policy.hpp"
 #include "ddpm/core/rng.hpp"
 #include "ddpm/core/vmath.hpp"
 #include "ddpm/detail/third_party.hpp"
@@ -54,16 +56,44 @@ struct VMath<xsimd::batch<T, A>> {
   }
 };
 
+/// Float functions applied lane by lane to an xsimd float batch (a policy written for float only).
+template <class A>
+struct Lanes<xsimd::batch<float, A>> {
+  using V = xsimd::batch<float, A>;
+  template <class F, class... X>
+  static V map(F&& f, const X&... x) {
+    alignas(64) float in[sizeof...(X)][V::size];
+    std::size_t k = 0;
+    ((x.store_aligned(in[k++])), ...);
+    alignas(64) float out[V::size];
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      for (std::size_t l = 0; l < V::size; ++l) out[l] = f(in[I][l]...);
+    }(std::index_sequence_for<X...>{});
+    return V::load_aligned(out);
+  }
+};
+
 }  // namespace ddpm::detail
 
 namespace ddpm::detail::cpu {
 
-using fbatch = xsimd::batch<float>;
+/// The xsimd architecture of the backend's element loops: AVX2 (8 lanes) whenever the translation
+/// unit has AVX2, also when it enables AVX-512 (-march=x86-64-v4, -march=native on Zen 4/5 or a
+/// Xeon). The lane count is part of the results (sums run in simd_width float lanes), so one
+/// width everywhere keeps every build bitwise the same; the AVX-512 kernels of the GEMM and the
+/// convolutions are chosen at run time instead (backend/cpu/isa.hpp). Without AVX2, xsimd's
+/// default (SSE, NEON, ... or scalar) and the scalar fallbacks below.
+#if DDPM_CPU_SIMD_AVX2
+using simd_arch = xsimd::avx2;
+#else
+using simd_arch = xsimd::default_arch;
+#endif
+using fbatch = xsimd::batch<float, simd_arch>;
 inline constexpr std::size_t simd_width = fbatch::size;
 
 // ------------------------------------------------------------------ loads and stores
 #if DDPM_CPU_SIMD_AVX2
-static_assert(simd_width == 8, "ddpm: AVX2 build with an xsimd batch<float> that is not 8 wide");
+static_assert(simd_width == 8, "ddpm: the AVX2 batch<float> is not 8 wide");
 /// Lane mask of the first n (<= 8) lanes.
 DDPM_ALWAYS_INLINE __m256i first_lanes(std::size_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

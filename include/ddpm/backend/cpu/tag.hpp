@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "ddpm/backend/cpu/context.hpp"
+#include "ddpm/backend/cpu/isa.hpp"
 #include "ddpm/backend/tags.hpp"
 
 namespace ddpm::backend {
@@ -30,7 +31,9 @@ struct Cpu {
 
   Cpu() : Cpu(0) {}
   explicit Cpu(int threads, CpuConvolution conv = CpuConvolution::fast)
-      : context(std::make_shared<detail::cpu::Context>(threads)), convolution(conv) {}
+      : context(std::make_shared<detail::cpu::Context>(threads)), convolution(conv) {
+    (void)detail::cpu::cpu_level();  // reads DDPM_CPU_LEVEL once: a bad value throws here
+  }
 
   [[nodiscard]] int threads() const noexcept { return context->threads(); }
   [[nodiscard]] detail::cpu::Context& ctx() const noexcept { return *context; }
