@@ -31,6 +31,17 @@ endforeach()
 # ---- header self-containment: every public .hpp compiles alone, twice in a row.
 file(GLOB_RECURSE ddpm_public_headers CONFIGURE_DEPENDS
      RELATIVE ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/include/ddpm/*.hpp)
+# Headers of components whose dependencies were not found are left out (ddpm/interop/xtensor.hpp
+# without xtensor, ddpm/interop/eigen.hpp and ddpm/eval/ without Eigen).
+if(NOT TARGET ddpm::xtensor)
+  list(REMOVE_ITEM ddpm_public_headers ddpm/interop/xtensor.hpp)
+endif()
+if(NOT TARGET ddpm::eigen)
+  list(REMOVE_ITEM ddpm_public_headers ddpm/interop/eigen.hpp)
+endif()
+if(NOT TARGET ddpm::eval)
+  list(FILTER ddpm_public_headers EXCLUDE REGEX "^ddpm/eval/")
+endif()
 set(ddpm_header_tus "")
 foreach(h IN LISTS ddpm_public_headers)
   string(REPLACE "/" "__" stem "${h}")
@@ -42,9 +53,11 @@ endforeach()
 add_library(ddpm_header_check OBJECT EXCLUDE_FROM_ALL ${ddpm_header_tus})
 target_link_libraries(ddpm_header_check PRIVATE ddpm::ddpm ddpm_dev_flags)
 target_compile_options(ddpm_header_check PRIVATE -fsyntax-only)
-if(TARGET ddpm::io)
-  target_link_libraries(ddpm_header_check PRIVATE ddpm::io)
-endif()
+foreach(part io eigen xtensor eval)
+  if(TARGET ddpm::${part})
+    target_link_libraries(ddpm_header_check PRIVATE ddpm::${part})
+  endif()
+endforeach()
 add_test(NAME header_check COMMAND ${CMAKE_COMMAND} --build ${CMAKE_BINARY_DIR} --target ddpm_header_check)
 set_tests_properties(header_check PROPERTIES LABELS build RUN_SERIAL ON)
 
@@ -67,6 +80,53 @@ add_test(NAME consumer.add_subdirectory
                  -P ${PROJECT_SOURCE_DIR}/tests/cmake_consumer/run_consumer.cmake)
 set_tests_properties(consumer.add_subdirectory PROPERTIES LABELS consumer RUN_SERIAL ON
                      PASS_REGULAR_EXPRESSION "consumer ok")
+# An outside project that asks for the components io, xtensor and eigen only, builds with
+# -Wall -Wextra -Wpedantic -Werror, trains from an xt::xarray, samples into xtensor and takes a
+# statistic with Eigen (tests/cmake_consumer/interop).
+if(TARGET ddpm::io AND TARGET ddpm::xtensor AND TARGET ddpm::eigen)
+  add_test(NAME consumer.interop
+           COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR}/tests/cmake_consumer/interop
+                   -DBIN=${consumer_dir}/interop -DPREFIX=${consumer_dir}/prefix
+                   -DGENERATOR=${CMAKE_GENERATOR}
+                   -P ${PROJECT_SOURCE_DIR}/tests/cmake_consumer/run_consumer.cmake)
+  set_tests_properties(consumer.interop PROPERTIES FIXTURES_REQUIRED ddpm_installed
+                       LABELS consumer RUN_SERIAL ON PASS_REGULAR_EXPRESSION "interop consumer ok")
+endif()
+# The package config without xtensor: the xtensor component alone is not found, with a message
+# naming xtensor; the core and the other components still are (tests/cmake_consumer/components).
+add_test(NAME consumer.components_without_xtensor
+         COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR}/tests/cmake_consumer/components
+                 -DBIN=${consumer_dir}/components -DPREFIX=${consumer_dir}/prefix
+                 -DGENERATOR=${CMAKE_GENERATOR}
+                 -P ${PROJECT_SOURCE_DIR}/tests/cmake_consumer/run_components.cmake)
+set_tests_properties(consumer.components_without_xtensor PROPERTIES FIXTURES_REQUIRED ddpm_installed
+                     LABELS consumer RUN_SERIAL ON PASS_REGULAR_EXPRESSION "components ok")
+
+# ---- docs/extending.md: its programs (a schedule, target, loss and backend of the user's own) built
+# against the installed package with -march=native and -march=x86-64-v4 (run where the CPU has
+# AVX-512F, built only elsewhere), -Werror.
+if(DDPM_HAVE_IO)
+  set(ddpm_cpu_avx512 OFF)
+  if(EXISTS /proc/cpuinfo)
+    file(STRINGS /proc/cpuinfo ddpm_cpu_flags REGEX "^flags" LIMIT_COUNT 1)
+    if(ddpm_cpu_flags MATCHES " avx512f ")
+      set(ddpm_cpu_avx512 ON)
+    endif()
+  endif()
+  foreach(march native x86-64-v4)
+    set(run ON)
+    if(march STREQUAL "x86-64-v4" AND NOT ddpm_cpu_avx512)
+      set(run OFF)
+    endif()
+    add_test(NAME extending.${march}
+             COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR}/docs/extending
+                     -DBIN=${consumer_dir}/extending-${march} -DPREFIX=${consumer_dir}/prefix
+                     -DGENERATOR=${CMAKE_GENERATOR} -DMARCH=${march} -DRUN=${run}
+                     -P ${PROJECT_SOURCE_DIR}/tests/extending/run_extending.cmake)
+    set_tests_properties(extending.${march} PROPERTIES FIXTURES_REQUIRED ddpm_installed
+                         LABELS consumer RUN_SERIAL ON PASS_REGULAR_EXPRESSION "extending ok" TIMEOUT 900)
+  endforeach()
+endif()
 
 # ---- fuzzing (tests/fuzz): the libFuzzer targets of the io/ readers.
 # 1. Replays: every file of tests/fuzz/corpus/<target> (seeds and crash reproducers) goes through

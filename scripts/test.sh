@@ -7,6 +7,9 @@
 # The default suite includes the fuzz smoke runs (label fuzz, 15 s per target; reported as
 # skipped without clang's libFuzzer) and the fuzz corpus replays (tests/fuzz/README.md).
 #
+# Then the CPU tests (ddpm_tests_backend, ddpm_tests_layers) built for x86-64-v4 (preset x86-64-v4),
+# run where the CPU has AVX-512F and only built elsewhere.
+#
 # Then a second pass under AddressSanitizer + UndefinedBehaviorSanitizer (preset `sanitizers`)
 # over the tests of the code that handles untrusted input and files: ddpm_tests_{core,optim,io,
 # train} (readers, atomic writes, checkpoints incl. the SIGKILL test, trainer guards) and the
@@ -35,6 +38,15 @@ if ((main)); then
   cmake --preset release
   cmake --build --preset release -j "$(nproc)"
   ctest --preset release "${args[@]}"
+  # The CPU tests built with -march=x86-64-v4 (AVX-512 everywhere the compiler wants it): they must
+  # compile on every machine and pass where the CPU has AVX-512F.
+  cmake --preset x86-64-v4
+  cmake --build --preset x86-64-v4 -j "$(nproc)"
+  if grep -qw avx512f /proc/cpuinfo; then
+    ctest --preset x86-64-v4
+  else
+    echo "ddpm: this CPU has no AVX-512F: the x86-64-v4 CPU tests were built, not run"
+  fi
 fi
 if ((asan)); then
   echo "ddpm: ASan + UBSan pass (preset sanitizers) over core, optim, io, train and the fuzz corpus replays"

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // ddpm/core/concepts.hpp — what a schedule, a prediction target and a loss must provide.
-// Everything the library calls on a policy is listed here (tests/support/archetypes.hpp holds
-// types with exactly these members and nothing else, and the library is instantiated with them).
+// Everything the library requires of a policy is listed here; what it fills in for optional
+// members (min_snr_weight, SIMD versions of float-only element functions) is in
+// ddpm/core/policy.hpp. docs/extending.md lists both, with complete programs (docs/extending/)
+// that the test suite builds against the installed package with types that have exactly these
+// members.
 #pragma once
 
 #include <concepts>
@@ -29,12 +32,14 @@ concept Schedule =
     });
 
 /// What the network predicts. With a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t),
-/// x_t = a x0 + s eps. All members are static element functions, usable for float, double and SIMD
-/// batches, on the host and in CUDA kernels:
+/// x_t = a x0 + s eps. All members are static element functions, written either for float or as
+/// templates over the value type (then they run on SIMD batches directly; float-only ones run lane
+/// by lane, see core/policy.hpp). For the CUDA backend they must be DDPM_HOST_DEVICE.
 ///   target(x0, eps, a, s)   the training target
 ///   x0(xt, out, a, s)       the clean image implied by the network output
 ///   eps(xt, out, a, s)      the noise implied by the network output
 ///   name                    a short name stored in checkpoints
+/// Optional: static double min_snr_weight(snr, gamma) (else derived from x0(), core/policy.hpp).
 template <class P>
 concept Target = std::copyable<P> && requires(float x, float e, float a, float s) {
   { P::name } -> std::convertible_to<std::string_view>;
@@ -47,6 +52,8 @@ concept Target = std::copyable<P> && requires(float x, float e, float a, float s
 ///   value(d)   the loss of one element
 ///   grad(d)    d value / d prediction
 ///   name()     a short name stored in checkpoints
+/// value and grad may be float-only or templates over the value type, as for targets. Optional:
+/// validate() (throws on bad parameters) and describe() (parameters, stored in checkpoints).
 template <class L>
 concept Loss = std::copyable<L> && requires(const L& l, float d) {
   { l.value(d) } -> std::convertible_to<float>;

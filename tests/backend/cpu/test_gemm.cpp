@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -129,4 +131,58 @@ TEST_CASE("cpu sgemm: large parallel product equals the single-thread product bi
   CHECK(std::memcmp(c1.data(), c3.data(), c1.size() * sizeof(float)) == 0);
   const GemmCase g{false, false, M, N, K, 1.0f, 0.0f};
   CHECK(check_gemm(g, A, K, B, N, c1, c1, N) < 1e-5);
+}
+
+TEST_CASE("cpu sgemm: every kernel level this CPU supports gives the AVX2 kernels' bytes") {
+  using ddpm::detail::cpu::CpuLevel;
+  const CpuLevel best = ddpm::detail::cpu::cpu_level_supported();
+  MESSAGE("kernel levels here: best ", std::string(ddpm::detail::cpu::to_string(best)),
+          best == CpuLevel::avx512 ? " (the AVX-512 tiles run)" : " (no AVX-512 on this CPU: only the AVX2 level runs)");
+  std::vector<CpuLevel> levels;
+  if (best >= CpuLevel::avx2) levels.push_back(CpuLevel::avx2);
+  if (best >= CpuLevel::avx512) levels.push_back(CpuLevel::avx512);
+  const std::size_t sizes[][3] = {{1, 1, 1}, {6, 16, 8}, {7, 17, 9}, {12, 32, 4}, {13, 33, 65},
+                                  {18, 48, 7}, {64, 49, 288}, {150, 70, 300}, {145, 2050, 20}};
+  for (const auto& s : sizes)
+    for (int t = 0; t < 4; ++t)
+      for (float beta : {0.0f, 0.5f}) {
+        const GemmCase g{(t & 1) != 0, (t & 2) != 0, s[0], s[1], s[2], 1.5f, beta};
+        CAPTURE(g.M);
+        CAPTURE(g.N);
+        CAPTURE(g.K);
+        CAPTURE(t);
+        CAPTURE(beta);
+        const std::size_t lda = g.ta ? g.M : g.K, ldb = g.tb ? g.K : g.N;
+        const auto A = random_vec(std::max<std::size_t>(g.M * g.K, 1), 21 + g.M);
+        const auto B = random_vec(std::max<std::size_t>(g.K * g.N, 1), 22 + g.N);
+        const auto C0 = random_vec(g.M * g.N, 23);
+        std::vector<std::vector<float>> out;
+        for (CpuLevel l : levels) {
+          ddpm::detail::cpu::set_cpu_level(l);
+          auto C = C0;
+          Context two(2);
+          ddpm::detail::cpu::sgemm(two, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(),
+                                   ldb, g.beta, C.data(), g.N);
+          CHECK(check_gemm(g, A, lda, B, ldb, C0, C, g.N) < 2e-6 * std::sqrt(double(g.K)) + 1e-6);
+          out.push_back(std::move(C));
+        }
+        ddpm::detail::cpu::reset_cpu_level();
+        for (std::size_t i = 1; i < out.size(); ++i)
+          CHECK(std::memcmp(out[0].data(), out[i].data(), out[0].size() * sizeof(float)) == 0);
+      }
+}
+
+TEST_CASE("cpu kernel level: DDPM_CPU_LEVEL values are parsed and checked") {
+  using namespace ddpm::detail::cpu;
+  if (cpu_level_supported() >= CpuLevel::avx2) {
+    CHECK(parse_cpu_level("avx2") == CpuLevel::avx2);
+    CHECK_THROWS_AS((void)parse_cpu_level("portable"), std::invalid_argument);
+  }
+  CHECK_THROWS_WITH_AS((void)parse_cpu_level("sse9"), doctest::Contains("DDPM_CPU_LEVEL"),
+                       std::invalid_argument);
+  if (cpu_level_supported() == CpuLevel::avx512)
+    CHECK(parse_cpu_level("avx512") == CpuLevel::avx512);
+  else
+    CHECK_THROWS_WITH_AS((void)parse_cpu_level("avx512"), doctest::Contains("more than this CPU"),
+                         std::invalid_argument);
 }

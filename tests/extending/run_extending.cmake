@@ -1,0 +1,26 @@
+# Builds docs/extending/ against an installed ddpm and runs its programs. Variables: SRC, BIN,
+# PREFIX, GENERATOR, MARCH, RUN (OFF: build only, e.g. -march=x86-64-v4 on a CPU without AVX-512).
+file(REMOVE_RECURSE ${BIN})
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SRC} -B ${BIN} -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release
+                        -DCMAKE_PREFIX_PATH=${PREFIX} -DDDPM_EXTENDING_MARCH=${MARCH}
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "docs/extending: configure against ${PREFIX} failed: ${rc}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${BIN} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "docs/extending: build with -march=${MARCH} failed: ${rc}")
+endif()
+if(NOT RUN)
+  message("docs/extending: built with -march=${MARCH}; not run (this CPU lacks the instructions)")
+  message("extending ok")
+  return()
+endif()
+foreach(prog custom_policies custom_backend)
+  execute_process(COMMAND ${BIN}/${prog} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${prog}: ${out}${err}")
+  if(rc)
+    message(FATAL_ERROR "docs/extending: ${prog} failed: ${rc}")
+  endif()
+endforeach()
+message("extending ok")
