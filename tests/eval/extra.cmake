@@ -1,10 +1,7 @@
-# ddpm_tests_eval[_slow] read IDX data and safetensors (ddpm::io).
+# ddpm_tests_eval[_slow] read IDX data and safetensors and compute Fréchet distances (ddpm::eval:
+# ddpm::io and Eigen; tests/CMakeLists.txt leaves the area out without it).
 foreach(t ddpm_tests_eval ddpm_tests_eval_slow)
   if(TARGET ${t})
-    if(DDPM_HAVE_IO)
-      target_link_libraries(${t} PRIVATE ddpm::io)
-    else()
-      message(WARNING "ddpm: ${t} needs ddpm::io (zlib1g-dev, libgif-dev, libstb-dev, nlohmann-json3-dev)")
-    endif()
+    target_link_libraries(${t} PRIVATE ddpm::eval)
   endif()
 endforeach()
