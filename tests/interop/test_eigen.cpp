@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -99,10 +100,16 @@ TEST_CASE("interop eigen: as_view of a row-major matrix or a vector shares memor
   static_assert(std::is_same_v<decltype(cv), ConstView<float>>);
   CHECK(cv[7] == 7.0f);
 
+  const std::span<const float> sp = interop::as_span(rows, "images");
+  CHECK(sp.data() == rows.data());
+  CHECK(sp.size() == 32);
+  CHECK(sp[17] == 5.0f);
+
   Eigen::MatrixXf colmajor = Eigen::MatrixXf::Zero(2, 16);
   std::string e = error_of([&] { (void)interop::as_view(colmajor, Shape{2, 1, 4, 4}, "x0"); });
   CHECK(e.find("ddpm: x0") != std::string::npos);
   CHECK(e.find("row-major") != std::string::npos);
+  CHECK(error_of([&] { (void)interop::as_span(colmajor, "mask"); }).find("ddpm: mask") != std::string::npos);
   e = error_of([&] { (void)interop::as_view(rows, Shape{2, 1, 4, 5}, "x0"); });
   CHECK(e.find("has 32 values") != std::string::npos);
   // the left half of each row: rows are 16 apart, not 8

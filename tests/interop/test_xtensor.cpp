@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -148,6 +149,11 @@ TEST_CASE("interop xtensor: as_view of an xtensor container shares memory; strid
   const std::string e = error_of([&] { (void)interop::as_view(strided, "x0"); });
   CHECK(e.find("x0") != std::string::npos);
   CHECK(e.find("contiguous") != std::string::npos);
+
+  const std::span<const float> sp = interop::as_span(a, "images");
+  CHECK(sp.data() == a.data());
+  CHECK(sp.size() == 24);
+  CHECK(error_of([&] { (void)interop::as_span(strided, "mask"); }).find("ddpm: mask") != std::string::npos);
 
   xt::xarray<float> r5 = xt::zeros<float>({1, 1, 1, 1, 2});
   CHECK(error_of([&] { (void)interop::as_view(r5, "r5"); }).find("rank 5") != std::string::npos);

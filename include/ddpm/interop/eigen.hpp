@@ -158,6 +158,20 @@ template <class D>
            bool(std::remove_cvref_t<D>::Flags & Eigen::DirectAccessBit))
 void as_view(D&&, Shape, std::string_view = {}) = delete;  // the view would outlive the matrix
 
+/// The values of a row-major Eigen matrix (or vector) with contiguous storage as a std::span in
+/// row order, no copy: for the functions that take images or masks as spans (e.g.
+/// Model::img2img / inpaint, one image per row). @throws std::invalid_argument as as_view does.
+template <class D>
+  requires(bool(std::remove_cvref_t<D>::Flags & Eigen::DirectAccessBit))
+[[nodiscard]] auto as_span(D& m, std::string_view param = "as_span") {
+  const auto v = as_view(m, Shape{std::size_t(m.size())}, param);
+  return std::span<typename decltype(v)::value_type const>(v.data(), v.size());
+}
+template <class D>
+  requires(!std::is_lvalue_reference_v<D> &&
+           bool(std::remove_cvref_t<D>::Flags & Eigen::DirectAccessBit))
+void as_span(D&&, std::string_view = {}) = delete;  // the span would outlive the matrix
+
 /// Copies an Eigen matrix with one image per row (c*h*w columns, in C, H, W order) into an
 /// (N, c, h, w) tensor of backend B, as element type T. Any storage order.
 /// @throws std::invalid_argument naming `param` on a column count that does not match, or a

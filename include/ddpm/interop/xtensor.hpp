@@ -188,6 +188,19 @@ template <class E>
   requires(!std::is_lvalue_reference_v<E> && detail::has_strided_data<E>)
 void as_view(E&&, std::string_view = {}) = delete;  // the view would outlive the array
 
+/// The values of a contiguous row-major xtensor container as a std::span, no copy: for the
+/// functions that take images or masks as spans (e.g. Model::img2img / inpaint, NCHW order).
+/// @throws std::invalid_argument naming `param` as as_view does.
+template <class E>
+  requires detail::has_strided_data<E>
+[[nodiscard]] auto as_span(E& e, std::string_view param = "as_span") {
+  const auto v = as_view(e, param);
+  return std::span<typename decltype(v)::value_type const>(v.data(), v.size());
+}
+template <class E>
+  requires(!std::is_lvalue_reference_v<E> && detail::has_strided_data<E>)
+void as_span(E&&, std::string_view = {}) = delete;  // the span would outlive the array
+
 /// Copies an xtensor expression of images, (N, C, H, W) or (N, H, W) (read as C = 1), into a
 /// tensor of backend B (any backend, CUDA included), as element type T.
 /// @throws std::invalid_argument naming `param` on another rank, or a value that is not finite
