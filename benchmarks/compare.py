@@ -633,6 +633,8 @@ def parse_args(argv=None):
     ap.add_argument("--ref-dir", default=None, help="PyTorch reference (default ../shared/ref or $DDPM_REF_DIR)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-cuda", action="store_true")
+    ap.add_argument("--no-cpu", action="store_true",
+                    help="CUDA columns only: skip ddpm CPU and PyTorch CPU (a GPU machine's short run)")
     ap.add_argument("--timeout-s", type=float, default=7200.0, help="per run")
     ap.add_argument("--publish", action="store_true",
                     help="also copy the results to benchmarks/results/latest.{md,png,json} and rewrite the "
@@ -679,8 +681,8 @@ def main(argv=None):
     torch_py, tinfo = (None, dict(error="--no-torch")) if a.no_torch else find_torch_python(a.torch_python)
     gpu = None if a.no_cuda else gpu_name()
     device = bool(gpu) or bool(tinfo.get("cuda"))
-    status = {"ddpm-cpu": ""}
-    status["torch-cpu"] = "" if torch_py else ("n/a (skipped)" if a.no_torch else "n/a (no torch)")
+    status = {"ddpm-cpu": "n/a (skipped)" if a.no_cpu else ""}
+    status["torch-cpu"] = ("n/a (skipped)" if a.no_cpu or a.no_torch else "" if torch_py else "n/a (no torch)")
     if a.no_cuda:
         status["ddpm-cuda"] = status["torch-cuda"] = "n/a (skipped)"
     else:

@@ -1,19 +1,9 @@
 // SPDX-License-Identifier: MIT
-// tests/cuda/main.cpp — doctest main of the GPU tests: without a CUDA device it prints a message and
-// returns 77, which ctest reports as "skipped" (SKIP_RETURN_CODE 77).
+// tests/cuda/main.cpp — doctest main of the GPU tests: without a CUDA device it prints why and
+// returns 77 (ctest: skipped), or fails with DDPM_REQUIRE_GPU=1 (tests/cuda/gpu_main.hpp).
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
-#include <cstdio>
+#include "cuda/gpu_main.hpp"
 
-#include "ddpm/backend/cuda.hpp"
-
-int main(int argc, char** argv) {
-  if (ddpm::backend::Cuda::device_count() == 0) {
-    std::puts("no CUDA device found: GPU tests skipped");
-    return 77;
-  }
-  std::printf("ddpm GPU tests on device 0: %s\n", ddpm::detail::cuda::Runtime<>::describe(0).c_str());
-  doctest::Context context(argc, argv);
-  return context.run();
-}
+int main(int argc, char** argv) { return cuda_test::gpu_test_main(argc, argv, "ddpm_tests_cuda"); }

@@ -5,6 +5,7 @@
 // allocation in steady state.
 #include <doctest/doctest.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,13 @@ TEST_CASE("cuda ops: group norm forward and backward, with and without SiLU") {
   for (const Case& k : {Case{1, 1, 1, 1, 1}, Case{2, 6, 7, 7, 3}, Case{2, 64, 7, 7, 32}, Case{3, 12, 5, 5, 4},
                         Case{1, 32, 28, 28, 32}, Case{4, 64, 14, 14, 32}, Case{2, 40, 9, 9, 8},
                         Case{16, 32, 28, 28, 32}, Case{2, 64, 8, 8, 1}, Case{1, 9, 7, 7, 3},
-                        Case{2, 128, 64, 64, 32}}) {
+                        Case{2, 128, 64, 64, 32},
+                        // 512-thread blocks: forward above 16384 elements per group (8 x 64 x 64),
+                        // backward above 4096 positions (72 x 72: both kernels)
+                        Case{2, 64, 64, 64, 8}, Case{1, 16, 72, 72, 4},
+                        // 6000 channels in one group: 48,128 bytes of shared memory in backward,
+                        // just under the 48 KiB of cudaDevAttrMaxSharedMemoryPerBlock
+                        Case{1, 6000, 1, 3, 1}}) {
     const Shape s{k.n, k.c, k.h, k.w}, sc{k.c}, sg{k.n, k.g};
     const Buf x = random(s.numel(), 30, -0.5f, 1.5f), gamma = random(k.c, 31, 0.5f, 1.5f);
     const Buf beta = random(k.c, 32, -0.3f, 0.3f), dy = random(s.numel(), 33);
@@ -58,6 +65,26 @@ TEST_CASE("cuda ops: group norm forward and backward, with and without SiLU") {
       }, 1e-4, 1e-4);
     }
   }
+}
+
+TEST_CASE("cuda ops: group norm backward with more channels per group than shared memory holds fails clearly") {
+  // 16384 channels in one group need 2 x 16384 floats (128 KiB) of shared memory per block, more
+  // than cudaDevAttrMaxSharedMemoryPerBlock (48 KiB): an error that says so, not a failed launch.
+  const Shape s{1, 16384, 1, 1}, sc{16384}, sg{1, 1};
+  ddpm::Tensor<float, Cuda> x(s, random(s.numel(), 1)), gamma(sc, random(16384, 2)), beta(sc, random(16384, 3));
+  ddpm::Tensor<float, Cuda> mean(sg, Buf{0.0f}), rstd(sg, Buf{1.0f}), dy(s, random(s.numel(), 4));
+  ddpm::Tensor<float, Cuda> dx(s), dg(sc), db(sc);
+  std::string msg;
+  try {
+    ddpm::Ops<Cuda>::group_norm_backward(cuda_be(), x.cview(), gamma.cview(), beta.cview(), mean.cview(),
+                                         rstd.cview(), dy.cview(), dx.view(), dg.view(), db.view(), 1, false, false);
+  } catch (const std::invalid_argument& e) {
+    msg = e.what();
+  }
+  INFO("message: ", msg);
+  CHECK(msg.find("group_norm_backward") != std::string::npos);
+  CHECK(msg.find("cudaDevAttrMaxSharedMemoryPerBlock") != std::string::npos);
+  cuda_be().synchronize();  // nothing was launched: the stream is healthy
 }
 
 TEST_CASE("cuda ops: conv2d forward and backward (3x3, strided, 1x1)") {

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // tests/cuda/test_cuda_model.cpp — the CUDA backend end to end against the SIMD CPU backend: one full
-// training step of a small U-Net from the same weights, batch and seed; DDIM (eta 0) and ancestral
-// sampling from the same seed; checkpoints saved on one backend and loaded on the other; no device
-// allocation in a steady-state training step.
+// training step of the tiny U-Net (tests/helpers/tiny_unet.hpp) from the same weights, batch and
+// seed; DDIM (eta 0) and ancestral sampling from the same seed; checkpoints saved on one backend and
+// loaded on the other; no device allocation in a steady-state training step; the Trainer on CUDA
+// (against the Trainer on the CPU, and a bit-identical resume).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -24,9 +25,11 @@
 #include "ddpm/optim/adam.hpp"
 #include "ddpm/optim/ema.hpp"
 #include "ddpm/optim/param_list.hpp"
+#include "helpers/tiny_unet.hpp"
 #include "support/random.hpp"
 #if defined(DDPM_TEST_HAVE_IO)
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/trainer.hpp"
 #endif
 
 using namespace ddpm;
@@ -36,19 +39,8 @@ using Cuda = backend::Cuda;
 
 namespace {
 
-nn::UNetConfig small_config() {
-  nn::UNetConfig c;
-  c.in_channels = 1;
-  c.image_size = 16;
-  c.base_channels = 16;
-  c.channel_mults = {1, 2};
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {8};
-  c.num_classes = 3;
-  c.groups = 8;
-  c.dropout = 0.1;
-  return c;
-}
+/// The tests' tiny U-Net (1x8x8, base 8, attention at 4x4, 3 classes) with dropout 0.1.
+nn::UNetConfig small_config() { return test::tiny_unet(0.1, 3); }
 
 template <class B>
 using SmallModel = Diffusion<schedule::Cosine, target::Epsilon, loss::Huber, B>;
@@ -63,13 +55,10 @@ std::unique_ptr<SmallModel<B>> make_model(const B& be) {
   return m;
 }
 
-Cpu& cpu_be() {
-  static Cpu b(2);
-  return b;
-}
+Cpu& cpu_be() { return cuda_test::cpu_be(); }
 
 struct Batch {
-  Shape shape{8, 1, 16, 16};
+  Shape shape{8, 1, 8, 8};
   Buf x0;
   std::vector<std::int32_t> labels{0, 1, 2, 0, 1, 2, 1, 0};
   Batch() {
@@ -274,6 +263,97 @@ TEST_CASE("cuda model: a checkpoint saved on one backend loads bitwise on the ot
   SmallModel<Cuda> mg2(schedule::Cosine{.steps = 1000}, small_config(), 11, loss::Huber{}, cuda_test::cuda_be());
   (void)load_checkpoint<float, Cuda>(dir / "from_cpu.safetensors", mg2);
   CHECK(values(mg2) == values(mc));
+  fs::remove_all(dir);
+}
+
+namespace {
+
+TrainConfig trainer_config(std::uint64_t steps, const std::filesystem::path& out = {}) {
+  TrainConfig c;
+  c.batch_size = 8;
+  c.adam.lr = 1e-3;
+  c.lr_warmup = 3;
+  c.max_steps = steps;
+  c.out_dir = out;
+  c.progress = false;
+  c.handle_sigint = false;
+  c.ema = {.decay = 0.99};
+  return c;
+}
+
+io::ImageDataset trainer_data() {
+  return test::tiny_lines(24, [](std::size_t i, std::size_t p) { return std::uint8_t((i * 31 + p * 7) % 64); });
+}
+
+}  // namespace
+
+TEST_CASE("cuda model: the Trainer on CUDA follows the Trainer on the CPU (same data, seed and steps)") {
+  const auto data = trainer_data();
+  const std::uint64_t steps = 6;
+  auto pmc = make_model(cpu_be());
+  auto pmg = make_model(cuda_test::cuda_be());
+  REQUIRE(values(*pmc) == values(*pmg));
+  Trainer<float, Cpu> tc(*pmc, trainer_config(steps));
+  Trainer<float, Cuda> tg(*pmg, trainer_config(steps));
+  const TrainSummary sc = tc.fit(data);
+  const TrainSummary sg = tg.fit(data);
+  CHECK(sg.first_step == 0);
+  CHECK(sg.last_step == steps);
+  CHECK(sg.nonfinite_steps == 0);
+  // Same batches, timesteps, noise and dropout masks (Philox draws of the step); the weights differ
+  // only by the fp32 rounding of each step (see the single-step test), so the last loss agrees to
+  // ~1e-4 relative; 1e-3 leaves room for 6 steps of drift. A wrong kernel or a batch drawn
+  // differently changes it by O(1).
+  INFO("final loss cpu ", sc.final_loss, " cuda ", sg.final_loss, "; mean cpu ", sc.loss_avg100, " cuda ",
+       sg.loss_avg100);
+  CHECK(std::abs(sg.final_loss - sc.final_loss) <= 1e-3 * std::abs(sc.final_loss));
+  CHECK(std::abs(sg.loss_avg100 - sc.loss_avg100) <= 1e-3 * std::abs(sc.loss_avg100));
+  // Adam moves a weight by at most ~lr per step, whichever backend: 2 lr per step bounds any
+  // difference (a gradient ~0 whose sign differs); all but a few weights agree to 1e-5.
+  const auto vc = values(*pmc), vg = values(*pmg);
+  std::size_t total = 0, off = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < vc.size(); ++i)
+    for (std::size_t j = 0; j < vc[i].size(); ++j) {
+      const double d = std::abs(double(vg[i][j]) - double(vc[i][j]));
+      worst = std::max(worst, d);
+      off += d > 1e-5 + 1e-5 * std::abs(vc[i][j]);
+      ++total;
+    }
+  INFO(off, " of ", total, " weights differ by more than 1e-5 after ", steps, " steps; worst ", worst);
+  CHECK(worst <= 2.0 * 1e-3 * double(steps) + 1e-6);
+  CHECK(double(off) <= 1e-2 * double(total));
+}
+
+TEST_CASE("cuda model: the Trainer on CUDA resumes bit-identically (7 steps = 4, checkpoint, resume, 3)") {
+  namespace fs = std::filesystem;
+  const auto data = trainer_data();
+  const fs::path dir = fs::temp_directory_path() / ("ddpm_test_cuda_resume_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto pa = make_model(cuda_test::cuda_be());
+  Trainer<float, Cuda> ta(*pa, trainer_config(7));
+  (void)ta.fit(data);
+  {
+    auto pb = make_model(cuda_test::cuda_be());
+    Trainer<float, Cuda> tb(*pb, trainer_config(4, dir));
+    (void)tb.fit(data);
+    REQUIRE(fs::exists(dir / "checkpoint.safetensors"));
+  }
+  auto pc = make_model(cuda_test::cuda_be());
+  Trainer<float, Cuda> tc(*pc, trainer_config(7, dir));
+  const auto ck = tc.resume(dir / "checkpoint.safetensors");
+  CHECK(ck.counters.step == 4);
+  const TrainSummary s = tc.fit(data);
+  CHECK(s.first_step == 4);
+  CHECK(s.last_step == 7);
+  CHECK(values(*pa) == values(*pc));  // deterministic kernels: bitwise
+  std::vector<Buf> ea, ec;
+  ta.ema()->visit_state([&](const std::string&, auto& t) { ea.push_back(t.to_vector()); });
+  tc.ema()->visit_state([&](const std::string&, auto& t) { ec.push_back(t.to_vector()); });
+  ta.adam().visit_state([&](const std::string&, auto& t) { ea.push_back(t.to_vector()); });
+  tc.adam().visit_state([&](const std::string&, auto& t) { ec.push_back(t.to_vector()); });
+  CHECK(ea == ec);
   fs::remove_all(dir);
 }
 #endif

@@ -158,11 +158,14 @@ TEST_CASE("cuda ops: dropout masks are the reference's (Philox regenerated in ba
       oracle("dropout_forward" + tag, [&](auto& e) {
         OpsOf<decltype(e)>::dropout_forward(e.be, e.in(x, s), e.out(s), p, rng, stream);
       }, 0.0, 0.0);
+      // Accumulating, dx + x * s may be contracted into one FMA on the GPU: the product is not
+      // rounded, so the result differs by up to half an ulp of |x s| <= 10 (p = 0.9), i.e. 6e-7
+      // absolute, whatever the size of the result (it can be ~0 when dx ~ -x s).
       for (bool acc : {false, true})
         oracle(cat("dropout_backward acc=", acc, tag), [&](auto& e) {
           OpsOf<decltype(e)>::dropout_backward(e.be, e.in(x, s), acc ? e.inout(dx0, s) : e.out(s), p, rng, stream,
                                                acc);
-        }, acc ? 1e-7 : 0.0, 0.0);
+        }, acc ? 1e-6 : 0.0, acc ? 1e-6 : 0.0);
     }
 }
 
@@ -189,6 +192,9 @@ TEST_CASE("cuda ops: embeddings and timestep features") {
   }
 }
 
+// lincomb (ca a + cb b + cz z) and guidance (u + w (c - u)) are sums of products that nvcc contracts
+// into FMAs: up to half an ulp of each product (|products| <= 1 and <= 7) apart from the host's
+// separately rounded products, in absolute terms: atol 5e-7 (1e-6 for guidance with w = 3.5).
 TEST_CASE("cuda ops: lincomb, guidance, clamp") {
   for (const Shape& s : {Shape{1, 1, 1, 1}, Shape{3, 1, 7, 7}, Shape{5, 3, 8, 8}, Shape{2, 1, 28, 28}}) {
     const std::size_t N = s.n();
@@ -199,14 +205,14 @@ TEST_CASE("cuda ops: lincomb, guidance, clamp") {
     oracle("lincomb" + tag, [&](auto& e) {
       OpsOf<decltype(e)>::lincomb(e.be, e.out(s), e.in(ca, sn), e.in(a, s), e.in(cb, sn), e.in(b, s),
                                   ConstView<float>{}, ConstView<float>{});
-    }, 1e-6, 1e-7);
+    }, 1e-6, 5e-7);
     oracle("lincomb with z" + tag, [&](auto& e) {
       OpsOf<decltype(e)>::lincomb(e.be, e.out(s), e.in(ca, sn), e.in(a, s), e.in(cb, sn), e.in(b, s), e.in(cz, sn),
                                   e.in(z, s));
-    }, 1e-6, 1e-7);
+    }, 1e-6, 5e-7);
     oracle("guidance" + tag, [&](auto& e) {
       OpsOf<decltype(e)>::guidance(e.be, e.in(a, s), e.in(b, s), 3.5f, e.out(s));
-    }, 1e-6, 1e-7);
+    }, 1e-6, 1e-6);
     Buf c = random(s.numel(), 46, -3.0f, 3.0f);
     c[0] = std::numeric_limits<float>::quiet_NaN();  // stays NaN
     oracle("clamp" + tag, [&](auto& e) { OpsOf<decltype(e)>::clamp(e.be, e.inout(c, s), -1.0f, 1.0f); }, 0.0, 0.0);
@@ -215,9 +221,13 @@ TEST_CASE("cuda ops: lincomb, guidance, clamp") {
 
 namespace {
 
+/// Shapes of one item (C H W) above 4 x 256 = 1024 elements take more than one block per sample
+/// (3x32x32: 3 blocks, 3x37x41: 5, 3x64x64: 12), as every config but mnist does; 70001 samples
+/// take more than one pass of the grid's y dimension (65535).
 template <class P, class L>
 void check_loss(const L& loss, const std::string& name) {
-  for (const Shape& s : {Shape{1, 1, 1, 1}, Shape{3, 1, 7, 7}, Shape{4, 3, 16, 16}, Shape{64, 1, 28, 28}}) {
+  for (const Shape& s : {Shape{1, 1, 1, 1}, Shape{3, 1, 7, 7}, Shape{4, 3, 16, 16}, Shape{64, 1, 28, 28},
+                         Shape{2, 3, 32, 32}, Shape{3, 3, 37, 41}, Shape{2, 3, 64, 64}, Shape{70001, 1, 1, 3}}) {
     const std::size_t N = s.n();
     const Shape sn{N};
     const Buf out = random(s.numel(), 50, -2.0f, 2.0f), x0 = random(s.numel(), 51), eps = random(s.numel(), 52);
@@ -233,9 +243,11 @@ void check_loss(const L& loss, const std::string& name) {
   }
 }
 
+/// x0 = (xt - s out) / a and the like: the numerator may be one FMA on the GPU, up to half an ulp of
+/// |s out| <= 2 (1.2e-7) apart, then divided by a >= 0.1: atol 5e-6 covers it with margin.
 template <class P>
 void check_predict(const std::string& name) {
-  for (const Shape& s : {Shape{1, 1, 1, 1}, Shape{3, 1, 7, 7}, Shape{4, 3, 16, 16}}) {
+  for (const Shape& s : {Shape{1, 1, 1, 1}, Shape{3, 1, 7, 7}, Shape{4, 3, 16, 16}, Shape{70001, 1, 1, 2}}) {
     const std::size_t N = s.n();
     const Shape sn{N};
     const Buf xt = random(s.numel(), 60, -2.0f, 2.0f), out = random(s.numel(), 61, -2.0f, 2.0f);
@@ -244,11 +256,11 @@ void check_predict(const std::string& name) {
       oracle(cat("predict ", name, " clip=", clip, " ", s.str()), [&](auto& e) {
         OpsOf<decltype(e)>::template predict<P>(e.be, e.in(xt, s), e.in(out, s), e.in(a, sn), e.in(sg, sn), clip,
                                                 e.out(s), e.out(s));
-      }, 1e-5, 1e-6);
+      }, 1e-5, 5e-6);
       oracle(cat("predict ", name, " clip=", clip, " no eps ", s.str()), [&](auto& e) {
         OpsOf<decltype(e)>::template predict<P>(e.be, e.in(xt, s), e.in(out, s), e.in(a, sn), e.in(sg, sn), clip,
                                                 e.out(s), View<float>{});
-      }, 1e-5, 1e-6);
+      }, 1e-5, 5e-6);
     }
   }
 }

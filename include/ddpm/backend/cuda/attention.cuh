@@ -25,7 +25,7 @@ namespace ddpm::detail::cuda {
 
 /// Row softmax in place, one warp per row: exp(x - max) / sum (expf, the accurate one).
 template <class T>
-__global__ void softmax_rows_kernel(T* x, std::size_t rows, unsigned len) {
+__global__ void __launch_bounds__(256) softmax_rows_kernel(T* x, std::size_t rows, unsigned len) {
   const std::size_t wpb = blockDim.x / 32, lane = threadIdx.x & 31u;
   for (std::size_t r = std::size_t(blockIdx.x) * wpb + threadIdx.x / 32; r < rows;
        r += std::size_t(gridDim.x) * wpb) {
@@ -46,7 +46,7 @@ __global__ void softmax_rows_kernel(T* x, std::size_t rows, unsigned len) {
 
 /// ds = p (ds - sum_j ds_j p_j) per row, in place in ds, one warp per row.
 template <class T>
-__global__ void softmax_backward_rows_kernel(const T* p, T* ds, std::size_t rows, unsigned len) {
+__global__ void __launch_bounds__(256) softmax_backward_rows_kernel(const T* p, T* ds, std::size_t rows, unsigned len) {
   const std::size_t wpb = blockDim.x / 32, lane = threadIdx.x & 31u;
   for (std::size_t r = std::size_t(blockIdx.x) * wpb + threadIdx.x / 32; r < rows;
        r += std::size_t(gridDim.x) * wpb) {
@@ -69,6 +69,7 @@ inline float attention_scale(std::size_t C) { return 1.0f / std::sqrt(float(C));
 
 template <class D>
 void Kernels<D>::attention_forward(const Be& be, CFV qkv, FV probs, FV out) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = qkv.n(), C = qkv.c() / 3, P = qkv.h() * qkv.w();
   if (N == 0 || P == 0) return;
   Context& c = ctx(be);
@@ -89,12 +90,13 @@ void Kernels<D>::attention_forward(const Be& be, CFV qkv, FV probs, FV out) {
 
 template <class D>
 void Kernels<D>::attention_backward(const Be& be, CFV qkv, CFV probs, CFV dout, FV dqkv) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = qkv.n(), C = qkv.c() / 3, P = qkv.h() * qkv.w();
   if (N == 0 || P == 0) return;
   Context& c = ctx(be);
   const std::size_t s3 = 3 * C * P, pp = P * P, cp = C * P;
   const float scale = attention_scale(C);
-  const std::size_t Nc = chunk_samples(N, pp * sizeof(float));
+  const std::size_t Nc = chunk_samples(N, pp * sizeof(float), chunk_budget(be));
   float* ds = c.scratch_as<float>(slot::col, Nc * pp);
   for (std::size_t n0 = 0; n0 < N; n0 += Nc) {
     const std::size_t nc = std::min(Nc, N - n0);

@@ -131,14 +131,14 @@ __device__ __forceinline__ T block_sum(T v, T* sh) {
 
 /// Grid-stride loop body f(i) for i in [0, n).
 template <class F>
-__global__ void for_each_kernel(std::size_t n, F f) {
+__global__ void __launch_bounds__(block_threads) for_each_kernel(std::size_t n, F f) {
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
 }
 
 /// f(row, i) for row in [0, rows), i in [0, row_len): y over rows, x over a row.
 template <class F>
-__global__ void for_each_row_kernel(std::size_t rows, unsigned row_len, F f) {
+__global__ void __launch_bounds__(block_threads) for_each_row_kernel(std::size_t rows, unsigned row_len, F f) {
   for (std::size_t r = blockIdx.y; r < rows; r += gridDim.y)
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < row_len; i += gridDim.x * blockDim.x)
       f(r, i);

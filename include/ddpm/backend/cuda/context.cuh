@@ -10,8 +10,10 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -37,8 +39,46 @@ inline constexpr std::size_t freq = 4;      ///< timestep embedding frequencies 
 inline constexpr std::size_t count = 5;
 }  // namespace slot
 
-/// Bytes of conv/attention scratch one call may use before it splits the batch into chunks.
+/// Bytes of conv/attention scratch one call may use before it splits the batch into chunks, unless
+/// $DDPM_CUDA_CHUNK_BYTES or backend::Cuda::chunk_bytes says otherwise.
 inline constexpr std::size_t chunk_budget_bytes = std::size_t{256} << 20;
+
+/// The value of $DDPM_CUDA_CHUNK_BYTES (a positive decimal integer), or chunk_budget_bytes when it
+/// is unset or empty. Read once per process.
+/// @throws std::invalid_argument naming the variable when it is set to anything else.
+inline std::size_t chunk_bytes_from_env() {
+  static const std::size_t v = [] {
+    const char* e = std::getenv("DDPM_CUDA_CHUNK_BYTES");
+    if (!e || !*e) return chunk_budget_bytes;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(e, &end, 10);
+    if (errno != 0 || end == e || *end != '\0' || n == 0 || e[0] == '-' || e[0] == '+')
+      throw std::invalid_argument(cat("ddpm: backend::Cuda: DDPM_CUDA_CHUNK_BYTES=\"", e,
+                                      "\" is not a positive integer (bytes of conv/attention scratch per call)"));
+    return std::size_t(n);
+  }();
+  return v;
+}
+
+/// Makes a device current for the lifetime of the guard and restores the previous one after it
+/// (nothing to do, and no driver call but one cudaGetDevice, when it is current already).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    DDPM_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) DDPM_CUDA_CHECK(cudaSetDevice(device));
+    else previous_ = -1;
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  ~DeviceGuard() {
+    if (previous_ >= 0) (void)cudaSetDevice(previous_);
+  }
+
+ private:
+  int previous_ = -1;
+};
 
 /// One device's state, shared by all backend::Cuda tags and device tensors of that device. Created
 /// once by Runtime<>::context() and never destroyed (see Runtime).
@@ -64,6 +104,9 @@ class Context {
     DDPM_CUDA_CHECK(cudaMemsetAsync(reduce_counter, 0, sizeof(unsigned), stream));
     DDPM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&staging_), staging_slots * staging_slot_bytes));
     for (auto& e : staging_done_) DDPM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    int smem = 0;
+    DDPM_CUDA_CHECK(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlock, dev));
+    max_shared_per_block = std::size_t(smem);
   }
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
@@ -130,6 +173,7 @@ class Context {
   double* device_result = nullptr;  ///< the device's address of host_result
   unsigned* reduce_counter = nullptr;  ///< blocks done of the running reduction; 0 between kernels
   int freq_half = -1;             ///< the embedding size whose frequencies slot::freq holds
+  std::size_t max_shared_per_block = 0;  ///< cudaDevAttrMaxSharedMemoryPerBlock (bytes)
 
  private:
   struct Buffer {
@@ -147,7 +191,23 @@ class Context {
 };
 
 /// The context of a backend tag.
-inline Context& ctx(const backend::Cuda& be) { return *be.context; }
+inline Context& ctx(const backend::Cuda& be) {
+  DDPM_REQUIRE(be.context != nullptr, "backend::Cuda", "the tag has no device context (moved from?)");
+  return *be.context;
+}
+
+/// What a launcher holds while it queues work: the tag's device made current (restored after) and
+/// its context. `DDPM_CUDA_ON(be)` at the top of every Kernels<> member.
+struct On {
+  explicit On(const backend::Cuda& be) : c(ctx(be)), guard(c.device) {}
+  Context& c;
+  DeviceGuard guard;
+};
+
+/// Scratch bytes per conv/attention call before the batch is split: the tag's, else the default.
+inline std::size_t chunk_budget(const backend::Cuda& be) {
+  return be.chunk_bytes ? be.chunk_bytes : chunk_bytes_from_env();
+}
 
 inline constexpr int max_devices = 64;
 
@@ -161,16 +221,31 @@ inline Registry& registry() {
   return *r;
 }
 
-/// Device count, asked once per process.
-inline int cached_device_count() {
-  static const int n = Runtime<>::device_count();
-  return n;
+/// cudaGetDeviceCount's answer, asked once per process: the count and, when it failed, its error.
+struct DeviceCount {
+  int n = 0;
+  cudaError_t error = cudaSuccess;
+};
+inline const DeviceCount& device_count_once() {
+  static const DeviceCount d = [] {
+    DeviceCount r;
+    r.error = cudaGetDeviceCount(&r.n);
+    if (r.error != cudaSuccess) {
+      (void)cudaGetLastError();  // clear the "no device" / "no driver" error
+      r.n = 0;
+    }
+    return r;
+  }();
+  return d;
 }
+
+/// Device count, asked once per process.
+inline int cached_device_count() { return device_count_once().n; }
 
 /// The context of `device`, created on first use (does not change the current device).
 inline Context& device_context(int device) {
   const int n = cached_device_count();
-  if (n == 0) throw std::runtime_error("ddpm: backend::Cuda: no CUDA device found");
+  if (n == 0) throw std::runtime_error(cat("ddpm: backend::Cuda: no CUDA device found (", Runtime<>::device_error(), ")"));
   if (device < 0 || device >= n || device >= max_devices)
     throw std::runtime_error(cat("ddpm: backend::Cuda: device ", device, " does not exist (", n,
                                  " device", n == 1 ? "" : "s", " found)"));
@@ -191,24 +266,61 @@ inline Context& current_context() {
   return device_context(dev);
 }
 
+/// The device that holds device memory `p` (allocated by this backend), or -1 when the runtime
+/// cannot tell (e.g. while it is unloading at process exit).
+inline int device_of_pointer(const void* p) noexcept {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ? a.device : -1;
+}
+
+/// The context of the device that holds `p` (the current device's when `p` is not device memory).
+inline Context& pointer_context(const void* p) {
+  const int d = device_of_pointer(p);
+  return d >= 0 ? device_context(d) : current_context();
+}
+
 // ------------------------------------------------------------------ Runtime<> definitions
 
 template <class D>
 int Runtime<D>::device_count() noexcept {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the "no device" / "no driver" error
-    return 0;
-  }
-  return n;
+  return device_count_once().n;
+}
+
+template <class D>
+std::string Runtime<D>::device_error() {
+  const DeviceCount& d = device_count_once();
+  if (d.error != cudaSuccess)
+    return cat(cudaGetErrorName(d.error), " (", cudaGetErrorString(d.error), ")");
+  return d.n == 0 ? std::string("cudaGetDeviceCount found 0 devices") : std::string();
+}
+
+template <class D>
+int Runtime<D>::current_device() {
+  if (cached_device_count() == 0)
+    throw std::runtime_error(cat("ddpm: backend::Cuda: no CUDA device found (", device_error(), ")"));
+  int cur = 0;
+  DDPM_CUDA_CHECK(cudaGetDevice(&cur));
+  return cur;
+}
+
+template <class D>
+void Runtime<D>::set_current_device(int device) {
+  (void)device_context(device);  // checks the number
+  DDPM_CUDA_CHECK(cudaSetDevice(device));
+}
+
+template <class D>
+std::size_t Runtime<D>::default_chunk_bytes() {
+  return chunk_bytes_from_env();
 }
 
 template <class D>
 std::shared_ptr<Context> Runtime<D>::context(int device) {
   (void)device_context(device);
-  int cur = -1;
-  DDPM_CUDA_CHECK(cudaGetDevice(&cur));
-  if (cur != device) DDPM_CUDA_CHECK(cudaSetDevice(device));
   return registry().contexts[std::size_t(device)];
 }
 
@@ -232,7 +344,7 @@ void Runtime<D>::synchronize(const Context& c) {
 
 template <class D>
 void* Runtime<D>::allocate(std::size_t bytes) {
-  Context& c = current_context();
+  Context& c = current_context();  // the current device: no guard needed
   void* p = nullptr;
   const cudaError_t e = cudaMallocAsync(&p, bytes, c.stream);
   if (e == cudaErrorMemoryAllocation) {
@@ -245,33 +357,52 @@ void* Runtime<D>::allocate(std::size_t bytes) {
 
 template <class D>
 void Runtime<D>::deallocate(void* p) noexcept {
-  // Errors are ignored: at process exit the runtime may already be unloading.
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return;
+  // Errors are ignored: at process exit the runtime may already be unloading. The memory goes
+  // back to the pool of the device that holds it, in the order of that device's stream.
+  int dev = device_of_pointer(p);
+  if (dev < 0 && cudaGetDevice(&dev) != cudaSuccess) dev = -1;
+  if (dev < 0 || dev >= max_devices) {
+    (void)cudaGetLastError();
+    return;
+  }
   const std::shared_ptr<Context>& c = registry().contexts[std::size_t(dev)];
-  if (!c || cudaFreeAsync(p, c->stream) != cudaSuccess) (void)cudaGetLastError();
+  if (!c) return;
+  int cur = -1;
+  if (cudaGetDevice(&cur) != cudaSuccess) cur = -1;
+  if (cur != dev) (void)cudaSetDevice(dev);
+  if (cudaFreeAsync(p, c->stream) != cudaSuccess) (void)cudaGetLastError();
+  if (cur >= 0 && cur != dev) (void)cudaSetDevice(cur);
 }
 
 template <class D>
 void Runtime<D>::copy_from_host(void* dst, const void* src, std::size_t bytes) {
-  current_context().upload(dst, src, bytes);
+  Context& c = pointer_context(dst);
+  const DeviceGuard g(c.device);
+  c.upload(dst, src, bytes);
 }
 
 template <class D>
 void Runtime<D>::copy_to_host(void* dst, const void* src, std::size_t bytes) {
-  Context& c = current_context();
+  Context& c = pointer_context(src);
+  const DeviceGuard g(c.device);
   DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c.stream));
   c.synchronize();
 }
 
 template <class D>
 void Runtime<D>::copy(void* dst, const void* src, std::size_t bytes) {
-  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, current_context().stream));
+  // On the destination's stream; a source on another device is read by a peer copy (cudaMemcpy
+  // with unified addressing), ordered after the work queued on the destination's device only.
+  Context& c = pointer_context(dst);
+  const DeviceGuard g(c.device);
+  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c.stream));
 }
 
 template <class D>
 void Runtime<D>::zero(void* dst, std::size_t bytes) {
-  DDPM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, current_context().stream));
+  Context& c = pointer_context(dst);
+  const DeviceGuard g(c.device);
+  DDPM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, c.stream));
 }
 
 template <class D>

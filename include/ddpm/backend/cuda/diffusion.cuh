@@ -16,6 +16,7 @@
 #include "ddpm/backend/cuda/context.cuh"
 #include "ddpm/backend/cuda/elementwise.cuh"
 #include "ddpm/backend/cuda/ops.hpp"
+#include "ddpm/core/policy.hpp"
 #include "ddpm/core/vmath.hpp"
 
 namespace ddpm::detail::cuda {
@@ -24,7 +25,7 @@ namespace ddpm::detail::cuda {
 /// dout = w[n] L.grad(d) / numel; partial[n * gridDim.x + x] = w[n] * sum L.value(d) (double); the
 /// last block writes the sum of all partials to *result.
 template <class P, class L>
-__global__ void diffusion_loss_kernel(L loss, const float* out, const float* x0, const float* eps,
+__global__ void __launch_bounds__(block_threads) diffusion_loss_kernel(L loss, const float* out, const float* x0, const float* eps,
                                       const float* a, const float* s, const float* w, float* dout,
                                       std::size_t N, std::size_t item, float inv, double* partial,
                                       unsigned* counter, double* result) {
@@ -35,9 +36,9 @@ __global__ void diffusion_loss_kernel(L loss, const float* out, const float* x0,
     for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < item;
          i += std::size_t(gridDim.x) * blockDim.x) {
       const std::size_t e = n * item + i;
-      const float d = out[e] - P::template target<float>(x0[e], eps[e], an, sn);
-      acc += double(loss.template value<float>(d));
-      dout[e] = wn * loss.template grad<float>(d) * inv;
+      const float d = out[e] - detail::target_target<P, float>(x0[e], eps[e], an, sn);
+      acc += double(detail::loss_value(loss, d));
+      dout[e] = wn * detail::loss_grad(loss, d) * inv;
     }
     acc = block_sum(acc, sh);
     if (threadIdx.x == 0) partial[n * gridDim.x + blockIdx.x] = double(wn) * acc;
@@ -58,12 +59,12 @@ struct PredictOp {
   __device__ void operator()(std::size_t n, unsigned i) const {
     const std::size_t e = n * item + i;
     const float an = a[n], sn = s[n], xv = xt[e], ov = out[e];
-    float x = P::template x0<float>(xv, ov, an, sn);
+    float x = detail::target_x0<P, float>(xv, ov, an, sn);
     if (clip) {
       x = VMath<float>::clamp(x, -1.0f, 1.0f);
       if (eps) eps[e] = (xv - an * x) / sn;
     } else if (eps) {
-      eps[e] = P::template eps<float>(xv, ov, an, sn);
+      eps[e] = detail::target_eps<P, float>(xv, ov, an, sn);
     }
     x0[e] = x;
   }
@@ -72,6 +73,7 @@ struct PredictOp {
 template <class P, class L>
 double LossKernels<P, L>::run(const backend::Cuda& be, const L& loss, CFV out, CFV x0, CFV eps, CFV a,
                               CFV s, CFV w, FV dout) {
+  const On on_(be);  // the tag's device, whichever is current
   static_assert(std::is_trivially_copyable_v<L>,
                 "ddpm: a loss policy used with backend::Cuda is passed to a kernel by value and must "
                 "be trivially copyable");
@@ -94,6 +96,7 @@ double LossKernels<P, L>::run(const backend::Cuda& be, const L& loss, CFV out, C
 template <class P>
 void TargetKernels<P>::run(const backend::Cuda& be, CFV xt, CFV out, CFV a, CFV s, bool clip, FV x0,
                            FV eps) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = xt.n(), total = xt.size();
   if (N == 0 || total == 0) return;
   const std::size_t item = total / N;

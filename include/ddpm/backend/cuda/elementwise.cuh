@@ -290,7 +290,7 @@ struct TimestepOp {
 
 /// out[r] = sum of row r (len elements), one warp per row, lanes in a fixed order.
 template <class T>
-__global__ void row_sum_kernel(const T* in, T* out, std::size_t rows, std::size_t len) {
+__global__ void __launch_bounds__(256) row_sum_kernel(const T* in, T* out, std::size_t rows, std::size_t len) {
   const std::size_t warps_per_block = blockDim.x / 32;
   const std::size_t lane = threadIdx.x & 31u;
   for (std::size_t r = std::size_t(blockIdx.x) * warps_per_block + threadIdx.x / 32; r < rows;
@@ -311,7 +311,7 @@ inline void row_sums(cudaStream_t st, const float* in, float* out, std::size_t r
 
 /// out[c] (+)= sum over r of in[r * cols + c], rows added in order 0, 1, ... (deterministic).
 template <class T>
-__global__ void col_sum_kernel(const T* in, T* out, std::size_t rows, std::size_t cols, bool acc) {
+__global__ void __launch_bounds__(block_threads) col_sum_kernel(const T* in, T* out, std::size_t rows, std::size_t cols, bool acc) {
   for (std::size_t c = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; c < cols;
        c += std::size_t(gridDim.x) * blockDim.x) {
     T s = T(0);
@@ -352,7 +352,7 @@ __device__ __forceinline__ void finish_partials(const T* partial, std::size_t co
 /// Sum of squares in double: block b sums a fixed subset (grid stride), the last block the partials.
 inline constexpr unsigned reduce_blocks_max = 1024;
 template <class T>
-__global__ void sum_squares_kernel(const T* x, std::size_t n, double* partial, unsigned* counter,
+__global__ void __launch_bounds__(block_threads) sum_squares_kernel(const T* x, std::size_t n, double* partial, unsigned* counter,
                                    double* result) {
   __shared__ double sh[32];
   double s = 0.0;
@@ -380,11 +380,13 @@ inline double reduction_result(Context& c) {
 
 template <class D>
 void Kernels<D>::fill(const Be& be, FV x, float v) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, x.size(), FillOp{x.data(), v});
 }
 
 template <class D>
 void Kernels<D>::copy(const Be& be, CFV src, FV dst) {
+  const On on_(be);  // the tag's device, whichever is current
   if (src.size() == 0 || src.data() == dst.data()) return;
   DDPM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.size() * sizeof(float),
                                   cudaMemcpyDeviceToDevice, ctx(be).stream));
@@ -392,21 +394,25 @@ void Kernels<D>::copy(const Be& be, CFV src, FV dst) {
 
 template <class D>
 void Kernels<D>::axpby(const Be& be, float a, CFV x, float b, FV y) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, x.size(), AxpbyOp{a, b, x.data(), y.data()});
 }
 
 template <class D>
 void Kernels<D>::add(const Be& be, CFV a, CFV b, FV out) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, a.size(), AddOp{a.data(), b.data(), out.data()});
 }
 
 template <class D>
 void Kernels<D>::scale(const Be& be, FV x, float s) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, x.size(), ScaleOp{x.data(), s});
 }
 
 template <class D>
 double Kernels<D>::sum_squares(const Be& be, CFV x) {
+  const On on_(be);  // the tag's device, whichever is current
   if (x.size() == 0) return 0.0;
   Context& c = ctx(be);
   const unsigned blocks = reduce_blocks(x.size());
@@ -419,22 +425,26 @@ double Kernels<D>::sum_squares(const Be& be, CFV x) {
 
 template <class D>
 void Kernels<D>::silu_forward(const Be& be, CFV x, FV y) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, x.size(), SiluOp{x.data(), y.data()});
 }
 
 template <class D>
 void Kernels<D>::silu_backward(const Be& be, CFV x, CFV dy, FV dx, bool acc) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, x.size(), SiluBackOp{x.data(), dy.data(), dx.data(), acc});
 }
 
 template <class D>
 void Kernels<D>::upsample2x_forward(const Be& be, CFV x, FV y) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t H = x.h(), W = x.w();
   launch_rows(ctx(be).stream, x.n() * x.c(), 4 * H * W, UpsampleOp{x.data(), y.data(), unsigned(H), unsigned(W)});
 }
 
 template <class D>
 void Kernels<D>::upsample2x_backward(const Be& be, CFV dy, FV dx, bool acc) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t H = dx.h(), W = dx.w();
   launch_rows(ctx(be).stream, dx.n() * dx.c(), H * W,
               UpsampleBackOp{dy.data(), dx.data(), unsigned(H), unsigned(W), acc});
@@ -442,6 +452,7 @@ void Kernels<D>::upsample2x_backward(const Be& be, CFV dy, FV dx, bool acc) {
 
 template <class D>
 void Kernels<D>::concat_channels(const Be& be, CFV a, CFV b, FV out) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = a.n();
   if (N == 0) return;
   const std::size_t sa = a.size() / N, sb = b.size() / N;
@@ -451,6 +462,7 @@ void Kernels<D>::concat_channels(const Be& be, CFV a, CFV b, FV out) {
 template <class D>
 void Kernels<D>::split_channels(const Be& be, CFV dout, std::size_t ca, FV da, bool acc_a, FV db,
                                 bool acc_b) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = dout.n();
   if (N == 0 || (da.empty() && db.empty())) return;
   const std::size_t s = dout.size() / N, sa = ca * dout.h() * dout.w(), sb = s - sa;
@@ -461,17 +473,20 @@ void Kernels<D>::split_channels(const Be& be, CFV dout, std::size_t ca, FV da, b
 
 template <class D>
 void Kernels<D>::add_channel_bias(const Be& be, FV x, CFV bias) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t HW = x.h() * x.w();
   launch_rows(ctx(be).stream, x.n() * x.c(), HW, RowBiasOp{x.data(), bias.data(), unsigned(HW)});
 }
 
 template <class D>
 void Kernels<D>::channel_sum(const Be& be, CFV dy, FV dbias) {
+  const On on_(be);  // the tag's device, whichever is current
   row_sums(ctx(be).stream, dy.data(), dbias.data(), dy.n() * dy.c(), dy.h() * dy.w());
 }
 
 template <class D>
 void Kernels<D>::dropout_forward(const Be& be, CFV x, FV y, double p, Rng rng, std::uint64_t stream) {
+  const On on_(be);  // the tag's device, whichever is current
   if (p == 0.0) return copy(be, x, y);
   const std::size_t n = x.size();
   launch_for_each(ctx(be).stream, (n + 3) / 4,
@@ -481,6 +496,7 @@ void Kernels<D>::dropout_forward(const Be& be, CFV x, FV y, double p, Rng rng, s
 template <class D>
 void Kernels<D>::dropout_backward(const Be& be, CFV dy, FV dx, double p, Rng rng,
                                   std::uint64_t stream, bool acc) {
+  const On on_(be);  // the tag's device, whichever is current
   if (p == 0.0) {
     if (acc) return add(be, CFV(dx), dy, dx);
     return copy(be, dy, dx);
@@ -492,6 +508,7 @@ void Kernels<D>::dropout_backward(const Be& be, CFV dy, FV dx, double p, Rng rng
 
 template <class D>
 void Kernels<D>::embedding_forward(const Be& be, CFV table, CIV labels, FV out) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t D_ = table.dim(1);
   launch_rows(ctx(be).stream, labels.size(), D_,
               EmbeddingOp{table.data(), labels.data(), out.data(), unsigned(D_), std::int32_t(table.dim(0))});
@@ -500,7 +517,7 @@ void Kernels<D>::embedding_forward(const Be& be, CFV table, CIV labels, FV out) 
 /// dtable[labels[n], d] += dout[n, d], one thread per column d adding the samples in order
 /// (bitwise the reference's order).
 template <class T>
-__global__ void embedding_backward_kernel(const std::int32_t* labels, std::size_t N, const T* dout,
+__global__ void __launch_bounds__(block_threads) embedding_backward_kernel(const std::int32_t* labels, std::size_t N, const T* dout,
                                           T* dtable, std::size_t D, std::int32_t rows) {
   for (std::size_t d = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; d < D;
        d += std::size_t(gridDim.x) * blockDim.x)
@@ -512,6 +529,7 @@ __global__ void embedding_backward_kernel(const std::int32_t* labels, std::size_
 
 template <class D>
 void Kernels<D>::embedding_backward(const Be& be, CIV labels, CFV dout, FV dtable) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t D_ = dtable.dim(1);
   if (D_ == 0 || labels.size() == 0) return;
   embedding_backward_kernel<<<grid_for(D_), block_threads, 0, ctx(be).stream>>>(
@@ -521,6 +539,7 @@ void Kernels<D>::embedding_backward(const Be& be, CIV labels, CFV dout, FV dtabl
 
 template <class D>
 void Kernels<D>::timestep_embedding(const Be& be, CIV t, FV out) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = t.size(), D_ = out.dim(1), half = D_ / 2;
   if (N == 0 || D_ == 0) return;
   Context& c = ctx(be);
@@ -539,6 +558,7 @@ void Kernels<D>::timestep_embedding(const Be& be, CIV t, FV out) {
 
 template <class D>
 void Kernels<D>::fill_normal(const Be& be, FV out, Rng rng, std::uint64_t stream, std::uint64_t index0) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t n = out.size();
   if (n == 0) return;
   const std::uint64_t q0 = index0 / 2, q1 = (index0 + n - 1) / 2;  // pairs touched
@@ -547,6 +567,7 @@ void Kernels<D>::fill_normal(const Be& be, FV out, Rng rng, std::uint64_t stream
 
 template <class D>
 void Kernels<D>::lincomb(const Be& be, FV out, CFV ca, CFV a, CFV cb, CFV b, CFV cz, CFV z) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = out.n();
   if (N == 0 || out.size() == 0) return;
   const std::size_t item = out.size() / N;
@@ -558,16 +579,19 @@ void Kernels<D>::lincomb(const Be& be, FV out, CFV ca, CFV a, CFV cb, CFV b, CFV
 
 template <class D>
 void Kernels<D>::guidance(const Be& be, CFV cond, CFV uncond, float w, FV out) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, out.size(), GuidanceOp{cond.data(), uncond.data(), w, out.data()});
 }
 
 template <class D>
 void Kernels<D>::clamp(const Be& be, FV x, float lo, float hi) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, x.size(), ClampOp{x.data(), lo, hi});
 }
 
 template <class D>
 void Kernels<D>::adam_step(const Be& be, FV p, CFV grad, FV m, FV v, const AdamStep& s) {
+  const On on_(be);  // the tag's device, whichever is current
   // Scalars exactly as the reference computes them (double, then rounded to float).
   const double bc1 = 1.0 - std::pow(s.beta1, double(s.step));
   const double bc2s = std::sqrt(1.0 - std::pow(s.beta2, double(s.step)));
@@ -580,6 +604,7 @@ void Kernels<D>::adam_step(const Be& be, FV p, CFV grad, FV m, FV v, const AdamS
 
 template <class D>
 void Kernels<D>::ema_update(const Be& be, FV ema, CFV p, float decay) {
+  const On on_(be);  // the tag's device, whichever is current
   launch_for_each(ctx(be).stream, p.size(), EmaOp{ema.data(), p.data(), decay});
 }
 

@@ -79,9 +79,10 @@ inline ConvDims conv_dims(CFV x, CFV w, ConvGeometry g) {
   return d;
 }
 
-/// Samples per chunk so that `per_sample` bytes times the chunk stay within the budget.
-inline std::size_t chunk_samples(std::size_t N, std::size_t per_sample) {
-  const std::size_t c = per_sample ? chunk_budget_bytes / per_sample : N;
+/// Samples per chunk so that `per_sample` bytes times the chunk stay within `budget` bytes (at least
+/// one sample per chunk, whatever the budget).
+inline std::size_t chunk_samples(std::size_t N, std::size_t per_sample, std::size_t budget) {
+  const std::size_t c = per_sample ? budget / per_sample : N;
   return std::max<std::size_t>(1, std::min(N, c));
 }
 
@@ -170,6 +171,7 @@ inline bool is_pointwise(const ConvDims& d) { return d.k == 1 && d.stride == 1 &
 
 template <class D>
 void Kernels<D>::conv2d_forward(const Be& be, CFV x, CFV w, CFV bias, FV y, ConvGeometry g) {
+  const On on_(be);  // the tag's device, whichever is current
   const ConvDims d = conv_dims(x, w, g);
   if (d.N == 0 || d.Co == 0 || d.P == 0) return;
   Context& c = ctx(be);
@@ -181,7 +183,7 @@ void Kernels<D>::conv2d_forward(const Be& be, CFV x, CFV w, CFV bias, FV y, Conv
       launch_rows(c.stream, d.N * d.Co, d.P, ChannelBiasOp{y.data(), bias.data(), unsigned(d.P), unsigned(d.Co)});
     return;
   }
-  const std::size_t Nc = chunk_samples(d.N, (d.K + d.Co) * d.P * sizeof(float));
+  const std::size_t Nc = chunk_samples(d.N, (d.K + d.Co) * d.P * sizeof(float), chunk_budget(be));
   float* col = c.scratch_as<float>(slot::col, d.K * Nc * d.P);
   float* tmp = c.scratch_as<float>(slot::tmp, d.Co * Nc * d.P);
   for (std::size_t n0 = 0; n0 < d.N; n0 += Nc) {
@@ -199,6 +201,7 @@ void Kernels<D>::conv2d_forward(const Be& be, CFV x, CFV w, CFV bias, FV y, Conv
 template <class D>
 void Kernels<D>::conv2d_backward(const Be& be, CFV x, CFV w, CFV dy, FV dx, FV dw, FV db,
                                  ConvGeometry g, bool acc) {
+  const On on_(be);  // the tag's device, whichever is current
   const ConvDims d = conv_dims(x, w, g);
   if (d.N == 0 || d.Co == 0) return;
   Context& c = ctx(be);
@@ -219,7 +222,7 @@ void Kernels<D>::conv2d_backward(const Be& be, CFV x, CFV w, CFV dy, FV dx, FV d
                     d.Co * d.P, acc ? 1.0f : 0.0f, dx.data(), d.P, d.Ci * d.P, d.N);
   }
   const bool want_dx = !point && !dx.empty();
-  const std::size_t Nc = chunk_samples(d.N, (d.K + d.Co) * d.P * sizeof(float));
+  const std::size_t Nc = chunk_samples(d.N, (d.K + d.Co) * d.P * sizeof(float), chunk_budget(be));
   float* col = c.scratch_as<float>(slot::col, d.K * Nc * d.P);
   float* dyt = c.scratch_as<float>(slot::tmp, d.Co * Nc * d.P);
   for (std::size_t n0 = 0; n0 < d.N; n0 += Nc) {
@@ -244,6 +247,7 @@ void Kernels<D>::conv2d_backward(const Be& be, CFV x, CFV w, CFV dy, FV dx, FV d
 
 template <class D>
 void Kernels<D>::linear_forward(const Be& be, CFV x, CFV w, CFV b, FV y) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = x.dim(0), In = w.dim(1), Out = w.dim(0);
   if (N == 0 || Out == 0) return;
   Context& c = ctx(be);
@@ -254,6 +258,7 @@ void Kernels<D>::linear_forward(const Be& be, CFV x, CFV w, CFV b, FV y) {
 
 template <class D>
 void Kernels<D>::linear_backward(const Be& be, CFV x, CFV w, CFV dy, FV dx, FV dw, FV db, bool acc) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = x.dim(0), In = w.dim(1), Out = w.dim(0);
   if (N == 0) return;
   Context& c = ctx(be);

@@ -19,14 +19,18 @@
 
 namespace ddpm::detail::cuda {
 
-/// Threads per (sample, group) block: enough for the elements, no more (a multiple of 32).
+/// Most threads per block of the GroupNorm kernels (their __launch_bounds__).
+inline constexpr unsigned group_norm_max_threads = 512;
+
+/// Threads per (sample, group) block: enough for the elements, no more (a multiple of 32, at most
+/// group_norm_max_threads).
 inline unsigned group_norm_threads(std::size_t elements) {
   return elements <= 256 ? 64u : (elements <= 2048 ? 128u : (elements <= 16384 ? 256u : 512u));
 }
 
 /// Block (n, g): mean and rstd of the group (two passes), then y = gamma xhat + beta (+ SiLU).
 template <class T>
-__global__ void group_norm_forward_kernel(const T* x, const T* gamma, const T* beta, T* y, T* mean,
+__global__ void __launch_bounds__(group_norm_max_threads) group_norm_forward_kernel(const T* x, const T* gamma, const T* beta, T* y, T* mean,
                                           T* rstd, unsigned C, unsigned G, unsigned HW, double eps,
                                           bool silu) {
   __shared__ float sh[32];
@@ -62,7 +66,7 @@ __global__ void group_norm_forward_kernel(const T* x, const T* gamma, const T* b
 /// to part_b / part_g[n, c]; then dx (+)= rstd (g gamma - mean(g gamma) - xhat mean(g gamma xhat)).
 /// Dynamic shared memory: 2 Cg floats.
 template <class T>
-__global__ void group_norm_backward_kernel(const T* x, const T* gamma, const T* beta, const T* mean,
+__global__ void __launch_bounds__(group_norm_max_threads) group_norm_backward_kernel(const T* x, const T* gamma, const T* beta, const T* mean,
                                            const T* rstd, const T* dy, T* dx, T* part_b, T* part_g,
                                            unsigned C, unsigned G, unsigned HW, bool silu, bool acc) {
   extern __shared__ float sums[];  // [0, Cg): s1, [Cg, 2 Cg): s2
@@ -124,6 +128,7 @@ inline void check_group_norm(std::size_t C, std::size_t G, std::size_t HW) {
 template <class D>
 void Kernels<D>::group_norm_forward(const Be& be, CFV x, CFV gamma, CFV beta, FV y, FV mean,
                                     FV rstd, std::size_t groups, double eps, bool silu) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = x.n(), C = x.c(), HW = x.h() * x.w();
   if (N == 0 || C == 0) return;
   check_group_norm(C, groups, HW);
@@ -138,6 +143,7 @@ template <class D>
 void Kernels<D>::group_norm_backward(const Be& be, CFV x, CFV gamma, CFV beta, CFV mean, CFV rstd,
                                      CFV dy, FV dx, FV dgamma, FV dbeta, std::size_t groups,
                                      bool silu, bool acc) {
+  const On on_(be);  // the tag's device, whichever is current
   const std::size_t N = x.n(), C = x.c(), HW = x.h() * x.w();
   if (N == 0 || C == 0) return;
   check_group_norm(C, groups, HW);
@@ -147,7 +153,14 @@ void Kernels<D>::group_norm_backward(const Be& be, CFV x, CFV gamma, CFV beta, C
   float* part_g = part + N * C;
   const std::size_t Cg = C / groups;
   const unsigned threads = group_norm_threads(HW * 4);
-  group_norm_backward_kernel<float><<<unsigned(N * groups), threads, 2 * Cg * sizeof(float), c.stream>>>(
+  // Dynamic shared memory: the per-channel sums of one group (2 Cg floats), beside the kernel's
+  // 32 static floats. Checked here, so that too many channels per group is an error that says so
+  // rather than a failed launch.
+  const std::size_t smem = 2 * Cg * sizeof(float);
+  DDPM_REQUIRE(smem + 32 * sizeof(float) <= c.max_shared_per_block, "backend::Cuda group_norm_backward",
+               Cg, " channels per group need ", smem + 32 * sizeof(float), " bytes of shared memory per block; device ",
+               c.device, " allows ", c.max_shared_per_block, " (cudaDevAttrMaxSharedMemoryPerBlock): use more groups");
+  group_norm_backward_kernel<float><<<unsigned(N * groups), threads, smem, c.stream>>>(
       x.data(), gamma.data(), beta.data(), mean.data(), rstd.data(), dy.data(),
       dx.empty() ? nullptr : dx.data(), part_b, part_g, unsigned(C), unsigned(groups), unsigned(HW),
       silu, acc);

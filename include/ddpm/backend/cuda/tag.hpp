@@ -35,12 +35,22 @@ struct MemoryStats {
 /// One Context per device, created on first use and kept until the process exits (tensors may be
 /// freed during static destruction, after any tag is gone). Every backend::Cuda tag and every
 /// device tensor of that device use its single stream, so kernels, copies and frees are ordered
-/// without further synchronisation. Memory operations act on the calling thread's current device.
+/// without further synchronisation. A tensor is allocated on the calling thread's current device
+/// (backend::Cuda(d) makes d current); freeing, copying and zeroing act on the device that holds
+/// the pointer, whatever the current device is, and leave the current device as it was. Every
+/// operation of Ops<backend::Cuda> runs on its tag's device, also when another one is current.
 template <class = void>
 struct Runtime {
   /// Number of CUDA devices; 0 when there is none or no driver (never throws).
   static int device_count() noexcept;
-  /// The context of `device` (created on first use; sets it as the current device).
+  /// Why device_count() is 0, or a driver/runtime error met when counting ("" when devices were
+  /// found): e.g. "cudaErrorInsufficientDriver (CUDA driver version is insufficient for CUDA
+  /// runtime version)". Never throws.
+  static std::string device_error();
+  /// The calling thread's current device (0 unless changed).
+  /// @throws std::runtime_error on a CUDA error (no device, driver too old).
+  static int current_device();
+  /// The context of `device` (created on first use; does not change the current device).
   /// @throws std::runtime_error when the device does not exist or cannot be initialised.
   static std::shared_ptr<Context> context(int device);
   /// Device number of a context.
@@ -50,8 +60,16 @@ struct Runtime {
   /// Waits for all work queued on the context's stream; throws on an asynchronous CUDA error.
   static void synchronize(const Context& c);
 
+  /// Makes `device` the calling thread's current device.
+  static void set_current_device(int device);
+  /// Bytes of conv/attention scratch a call may use before it splits its batch into chunks, when
+  /// the tag does not set one: $DDPM_CUDA_CHUNK_BYTES if set (a positive integer), else 256 MiB.
+  /// @throws std::invalid_argument when DDPM_CUDA_CHUNK_BYTES is not a positive integer.
+  static std::size_t default_chunk_bytes();
+
   /// Stream-ordered allocation from the current device's pool (no cudaMalloc in steady state).
   static void* allocate(std::size_t bytes);
+  /// Freed in the order of the stream of the device that holds `p`.
   static void deallocate(void* p) noexcept;
   /// Host to device; the host buffer may be reused as soon as the call returns.
   static void copy_from_host(void* dst, const void* src, std::size_t bytes);
@@ -76,9 +94,15 @@ namespace ddpm::backend {
 /// kernels for everything else; float tensors only. Copies share the device's context. Not
 /// thread-safe: one training or sampling loop per device at a time.
 ///
-///   ddpm::backend::Cuda be;       // device 0
-///   ddpm::backend::Cuda be1(1);   // device 1 (made the current device of the calling thread)
+///   ddpm::backend::Cuda be;       // the calling thread's current device (0 unless changed);
+///                                 // the current device is left as it is
+///   ddpm::backend::Cuda be1(1);   // device 1, made the current device of the calling thread (so
+///                                 // that the tensors allocated after it are on device 1)
 ///   be.tf32 = true;               // allow TF32 tensor cores in the GEMMs (off: true fp32 parity)
+///   be.chunk_bytes = 64 << 20;    // conv/attention scratch per call before splitting the batch
+///
+/// A tag keeps its device: its operations run there (the device is made current for the call
+/// and restored after it), whichever device the calling thread has made current since.
 ///
 /// Every result is deterministic for a given device, shape and setting: reductions use fixed
 /// block partials added in a fixed order, never atomics.
@@ -86,11 +110,18 @@ struct Cuda {
   using memory_space = device_memory;
   static constexpr std::string_view name = "cuda";
 
-  Cuda() : Cuda(0) {}
-  explicit Cuda(int device) : context(detail::cuda::Runtime<>::context(device)) {}
+  Cuda() : context(detail::cuda::Runtime<>::context(detail::cuda::Runtime<>::current_device())) {}
+  explicit Cuda(int device) : context(detail::cuda::Runtime<>::context(device)) {
+    detail::cuda::Runtime<>::set_current_device(device);
+  }
 
   /// Allow TF32 tensor-core math in the GEMMs (about 3 significant digits fewer than fp32).
   bool tf32 = false;
+  /// Bytes of scratch a convolution or attention call may use before it splits its batch into
+  /// chunks; 0: Runtime<>::default_chunk_bytes() ($DDPM_CUDA_CHUNK_BYTES or 256 MiB). Smaller
+  /// saves device memory, larger makes fewer, bigger GEMMs; results do not depend on it beyond
+  /// rounding.
+  std::size_t chunk_bytes = 0;
   /// The per-device state shared by every copy of the tag (opaque outside .cu files).
   std::shared_ptr<detail::cuda::Context> context;
 
