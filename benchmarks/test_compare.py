@@ -129,6 +129,29 @@ class EndToEnd(unittest.TestCase):
             self.assertIn("| mnist | train | 59.4 | 47.5 |", readme)
             self.assertTrue((here / "results" / "latest.md").exists())
 
+    def test_no_cpu_runs_only_the_cuda_columns(self):
+        # a fake GPU machine: both tools run on cuda; --no-cpu (scripts/gpu-check.sh) skips the CPU
+        fake_cuda = FAKE.replace('if dev == "cuda":\n    sys.exit(3)\n', "").replace(
+            '"cuda": False', '"cuda": True')
+        self.assertNotEqual(fake_cuda, FAKE)
+        with tempfile.TemporaryDirectory() as d:
+            fake = Path(d) / "fake"
+            fake.write_text(fake_cuda)
+            fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+            saved = compare.gpu_name
+            compare.gpu_name = lambda: "Fake GPU"
+            try:
+                out = Path(d) / "out"
+                argv = ["--ddpm-bench", str(fake), "--torch-python", str(fake), "--rounds", "1", "--max-wait-s", "0",
+                        "--modes", "train", "--no-cpu", "--out-dir", str(out), "--chart-tool", str(Path(d) / "missing")]
+                self.assertEqual(compare.main(argv), 0)
+            finally:
+                compare.gpu_name = saved
+            runs = [json.loads(l) for l in (out / "runs.jsonl").read_text().splitlines()]
+            self.assertEqual(sorted(r["variant"] for r in runs), ["ddpm-cuda", "torch-cuda"])
+            md = (out / "results.md").read_text()
+            self.assertIn("n/a (skipped)", md)
+
 
 if __name__ == "__main__":
     unittest.main()
