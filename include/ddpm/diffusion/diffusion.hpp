@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <span>
 #include <string>
 #include <variant>
@@ -15,15 +16,14 @@
 #include "ddpm/backend/ops.hpp"
 #include "ddpm/core/assert.hpp"
 #include "ddpm/core/rng.hpp"
+#include "ddpm/diffusion/edit.hpp"
 #include "ddpm/diffusion/process.hpp"
 #include "ddpm/diffusion/sampler/sample.hpp"
+#include "ddpm/diffusion/sampler/spec.hpp"
 #include "ddpm/nn/unet/unet.hpp"
 #include "ddpm/tensor/tensor.hpp"
 
 namespace ddpm {
-
-/// A sampler chosen at run time.
-using SamplerSpec = std::variant<sampler::Ancestral, sampler::Ddim>;
 
 /// Per-step training settings.
 struct TrainStepOptions {
@@ -64,6 +64,23 @@ class Model {
   /// Samples with the current network weights.
   [[nodiscard]] virtual SampleResult<T> sample(const SamplerSpec& sampler,
                                                SampleOptions opts) = 0;
+  /// img2img (SDEdit) of opts.num_samples images (NCHW, [-1, 1]); see ddpm::img2img.
+  [[nodiscard]] virtual SampleResult<T> img2img(const SamplerSpec&, std::span<const T> /*images*/,
+                                                double /*strength*/, SampleOptions) {
+    throw std::logic_error("Model::img2img: this model type does not implement editing");
+  }
+  /// Inpainting (mask 1 = known pixel); see ddpm::inpaint.
+  [[nodiscard]] virtual SampleResult<T> inpaint(const SamplerSpec&, std::span<const T> /*images*/,
+                                                std::span<const T> /*mask*/, InpaintOptions,
+                                                SampleOptions) {
+    throw std::logic_error("Model::inpaint: this model type does not implement editing");
+  }
+  /// Slerp between the starting noises of two seeds, opts.num_samples images; see
+  /// ddpm::interpolate.
+  [[nodiscard]] virtual SampleResult<T> interpolate(const SamplerSpec&, std::uint64_t /*seed_a*/,
+                                                    std::uint64_t /*seed_b*/, SampleOptions) {
+    throw std::logic_error("Model::interpolate: this model type does not implement editing");
+  }
 };
 
 /// The schedule-independent body of Diffusion<S, P, L, B, T>: training step and sampling are
@@ -143,6 +160,35 @@ class DiffusionBase : public Model<T, B> {
   }
 
   [[nodiscard]] SampleResult<T> sample(const SamplerSpec& smp, SampleOptions opts) override {
+    return run(smp, opts, [&](const auto& s, auto& denoiser, Shape img, const SampleOptions& o) {
+      return ddpm::sample(process_, denoiser, img, s, o);
+    });
+  }
+  [[nodiscard]] SampleResult<T> img2img(const SamplerSpec& smp, std::span<const T> images,
+                                        double strength, SampleOptions opts) override {
+    return run(smp, opts, [&](const auto& s, auto& denoiser, Shape img, const SampleOptions& o) {
+      return ddpm::img2img(process_, denoiser, img, s, images, strength, o);
+    });
+  }
+  [[nodiscard]] SampleResult<T> inpaint(const SamplerSpec& smp, std::span<const T> images,
+                                        std::span<const T> mask, InpaintOptions io,
+                                        SampleOptions opts) override {
+    return run(smp, opts, [&](const auto& s, auto& denoiser, Shape img, const SampleOptions& o) {
+      return ddpm::inpaint(process_, denoiser, img, s, images, mask, io, o);
+    });
+  }
+  [[nodiscard]] SampleResult<T> interpolate(const SamplerSpec& smp, std::uint64_t seed_a,
+                                            std::uint64_t seed_b, SampleOptions opts) override {
+    return run(smp, opts, [&](const auto& s, auto& denoiser, Shape img, const SampleOptions& o) {
+      return ddpm::interpolate(process_, denoiser, img, s, seed_a, seed_b, o);
+    });
+  }
+
+ private:
+  /// Checks the labels against the model, then runs `f(sampler, denoiser, image shape, opts)`
+  /// with the sampler chosen at run time.
+  template <class F>
+  SampleResult<T> run(const SamplerSpec& smp, SampleOptions& opts, F&& f) {
     const auto& cfg = net_.config();
     if (cfg.num_classes > 0) {
       opts.null_label = std::int32_t(cfg.num_classes);
@@ -156,11 +202,9 @@ class DiffusionBase : public Model<T, B> {
     auto denoiser = [this](ConstView<T> x, ConstView<std::int32_t> t, ConstView<std::int32_t> y,
                            View<T> out) { net_.forward(x, t, y, out, nn::Pass{}); };
     const Shape img{cfg.in_channels, cfg.image_size, cfg.image_size};
-    return std::visit([&](const auto& s) { return ddpm::sample(process_, denoiser, img, s, opts); },
-                      smp);
+    return std::visit([&](const auto& s) { return f(s, denoiser, img, opts); }, smp);
   }
 
- private:
   process_type process_;
   net_type net_;
   std::uint64_t seed_;

@@ -1,5 +1,7 @@
 // Tests for ddpm/diffusion/sampler/*.hpp: every sampler driven by the closed-form optimal denoiser
-// of a tiny data set must put its samples on the data points (as ref/test_ddpm.py does).
+// of a tiny data set must put its samples on the data points (as ref/test_ddpm.py does). The
+// convergence orders, the editing functions and the bit-identity with the earlier loop are in
+// test_solvers.cpp and test_edit.cpp.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -107,6 +109,20 @@ void check_all_samplers(std::size_t T) {
   check_lands<S, P>(sched, sampler::Ancestral{.steps = T / 10,
                                               .variance = sampler::Ancestral::Variance::fixed_large});
   check_lands<S, P>(sched, sampler::Ddim{.steps = T / 10, .eta = 1.0});
+  // the fast samplers, each on its default spacing and on another one
+  for (std::size_t steps : {T / 10, std::size_t{10}}) {
+    check_lands<S, P>(sched, sampler::DpmSolverPP{.steps = steps});
+    check_lands<S, P>(sched, sampler::DpmSolverPP{.steps = steps, .sde = true});
+    check_lands<S, P>(sched, sampler::Euler{.steps = steps});
+    check_lands<S, P>(sched, sampler::Heun{.steps = steps});
+    check_lands<S, P>(sched, sampler::UniPC{.steps = steps});
+  }
+  check_lands<S, P>(sched, sampler::DpmSolverPP{.steps = 15, .spacing = sampler::Spacing::karras});
+  check_lands<S, P>(sched, sampler::DpmSolverPP{.steps = 15, .spacing = sampler::Spacing::trailing});
+  check_lands<S, P>(sched, sampler::UniPC{.steps = 15, .spacing = sampler::Spacing::trailing});
+  check_lands<S, P>(sched, sampler::Euler{.steps = 25, .spacing = sampler::Spacing::trailing});
+  check_lands<S, P>(sched, sampler::Ddim{.steps = 15, .spacing = sampler::Spacing::trailing});
+  check_lands<S, P>(sched, sampler::Ancestral{.steps = 25, .spacing = sampler::Spacing::leading});
 }
 
 }  // namespace

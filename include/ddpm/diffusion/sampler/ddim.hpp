@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ddpm/core/assert.hpp"
+#include "ddpm/diffusion/sampler/timesteps.hpp"
 
 namespace ddpm::sampler {
 
@@ -16,9 +17,12 @@ namespace ddpm::sampler {
 struct Ddim {
   std::size_t steps = 50;
   double eta = 0.0;
+  Spacing spacing = Spacing::linspace;  ///< linspace is the default and the reference
 
   [[nodiscard]] std::string describe() const {
-    return detail::cat("ddim(steps=", steps, ",eta=", eta, ")");
+    return detail::cat("ddim(steps=", steps, ",eta=", eta,
+                       spacing == Spacing::linspace ? "" : ",spacing=",
+                       spacing == Spacing::linspace ? "" : spacing_name(spacing), ")");
   }
 };
 

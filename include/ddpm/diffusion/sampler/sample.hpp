@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: MIT
 // ddpm/diffusion/sampler/sample.hpp — the sampling loop shared by every sampler and backend.
 //
+// A sampler is a policy value (sampler::Ancestral, Ddim, DpmSolverPP, Euler, Heun, UniPC). The
+// loop turns it into a stateful solver (detail::Solver<Policy>): the solver plans its timesteps
+// once, then is asked to step from plan point k to k + 1 with the loop's tensors (detail::Work)
+// and a context that evaluates the network (guidance, target, clipping) and draws noise. A
+// multistep solver keeps its history of earlier x0 predictions in the Work tensors the loop owns
+// and reuses, so after the first batch nothing is allocated per step.
 // The network is any callable (a "denoiser"):
 //   model(ConstView<T> x_t, ConstView<int32> t, ConstView<int32> labels, View<T> out)
 // with x_t (N, C, H, W), t and labels (N) in backend memory (labels empty when unconditional),
@@ -11,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,6 +27,7 @@
 #include "ddpm/core/rng.hpp"
 #include "ddpm/diffusion/sampler/ancestral.hpp"
 #include "ddpm/diffusion/sampler/ddim.hpp"
+#include "ddpm/diffusion/sampler/solvers.hpp"
 #include "ddpm/diffusion/sampler/timesteps.hpp"
 #include "ddpm/tensor/tensor.hpp"
 
@@ -71,18 +79,28 @@ struct SampleResult {
 
 namespace detail {
 
-/// One step of a sampler: model timestep t, the coefficients of
+/// One step of a coefficient sampler (Ancestral, Ddim): model timestep t, the coefficients of
 ///   x_prev = c_x0 x0_hat + c_x x_t + c_eps eps_hat + sigma z
+/// All four terms are applied (an earlier loop applied c_eps or c_x, never both).
 struct SamplerStep {
   std::int32_t t;
   double c_x0, c_x, c_eps, sigma;
 };
 
+/// Ascending timesteps of a coefficient sampler: the respacing of spaced_timesteps for linspace
+/// (bit for bit the historical plan), plan_timesteps reversed otherwise.
+inline std::vector<std::int32_t> ascending_plan(const std::vector<double>& abar, std::size_t steps,
+                                                sampler::Spacing spacing) {
+  if (spacing == sampler::Spacing::linspace) return sampler::spaced_timesteps(abar.size(), steps);
+  auto down = sampler::plan_timesteps(abar, steps, spacing);
+  return {down.rbegin(), down.rend()};
+}
+
 /// The step list of a sampler over a table's alpha_bar (double).
 inline std::vector<SamplerStep> sampler_steps(const std::vector<double>& abar,
                                               const sampler::Ancestral& s) {
   const std::size_t T = abar.size();
-  const std::vector<std::int32_t> tau = sampler::spaced_timesteps(T, s.steps == 0 ? T : s.steps);
+  const std::vector<std::int32_t> tau = ascending_plan(abar, s.steps == 0 ? T : s.steps, s.spacing);
   std::vector<SamplerStep> out;
   for (std::size_t i = tau.size(); i-- > 0;) {
     const double a_t = abar[std::size_t(tau[i])];
@@ -103,7 +121,7 @@ inline std::vector<SamplerStep> sampler_steps(const std::vector<double>& abar,
                                               const sampler::Ddim& s) {
   detail::require(s.eta >= 0 && std::isfinite(s.eta), "sampler::Ddim::eta", "must be >= 0, got ",
                   s.eta);
-  const std::vector<std::int32_t> tau = sampler::spaced_timesteps(abar.size(), s.steps);
+  const std::vector<std::int32_t> tau = ascending_plan(abar, s.steps, s.spacing);
   std::vector<SamplerStep> out;
   for (std::size_t i = tau.size(); i-- > 0;) {
     const double a_t = abar[std::size_t(tau[i])];
@@ -134,124 +152,487 @@ void dynamic_threshold(std::vector<T>& x0, std::size_t n, double p, std::vector<
   }
 }
 
-}  // namespace detail
+/// The tensors of the sampling loop, owned by it and reused across steps and batches. Solvers keep
+/// their history here (hist: earlier x0 predictions, last: the previous x for UniPC's corrector).
+template <class T, class B>
+struct Work {
+  using value_type = T;
+  Tensor<T, B> x, x0, eps, z, tmp, aux, x0b, eps2, last, known, image;
+  Tensor<T, B> hist[3];
+  void resize(Shape sh) {
+    for (auto* t : {&x, &x0, &eps, &z, &tmp, &aux, &x0b, &eps2, &last, &known, &image}) t->resize(sh);
+    for (auto& h : hist) h.resize(sh);
+  }
+};
 
-/// Runs a sampler (sampler::Ancestral or sampler::Ddim) with a denoiser over `process`
-/// (a DiffusionProcess). image_shape is (C, H, W). Noise is a pure function of (seed, step,
-/// sample index), so the result does not depend on opts.batch or on the backend's thread count.
+/// x_{k+1} from x_k with the coefficients of a SamplerStep; the result goes into `out`.
+template <class Ctx, class T>
+void apply_step(Ctx& c, const SamplerStep& st, bool noise, ConstView<T> x, ConstView<T> x0,
+                ConstView<T> eps, ConstView<T> z, View<T> out) {
+  // x_prev = c_x0 x0 + (c_eps eps | c_x x) + sigma z  (one lincomb: the historical arithmetic) ...
+  c.lin(out, st.c_x0, x0, st.c_eps != 0.0 ? st.c_eps : st.c_x, st.c_eps != 0.0 ? eps : x,
+        noise ? st.sigma : 0.0, noise ? z : ConstView<T>{});
+  // ... plus c_x x when a step has both c_eps and c_x (dropped silently before).
+  if (st.c_eps != 0.0 && st.c_x != 0.0) c.lin(out, 1.0, ConstView<T>(out), st.c_x, x);
+}
+
+/// The plan of a solver: model timestep of each step (descending) and alpha, sigma, lambda at
+/// every plan point, the end point (x_0: alpha 1, sigma 0, lambda +inf) included.
+struct Plan {
+  std::vector<std::int32_t> ts;
+  std::vector<double> al, sg, lam;
+  Plan() = default;
+  Plan(const std::vector<double>& abar, std::vector<std::int32_t> t) : ts(std::move(t)) {
+    for (std::int32_t v : ts) {
+      const double a = abar[std::size_t(v)];
+      al.push_back(std::sqrt(a));
+      sg.push_back(std::sqrt(1.0 - a));
+      lam.push_back(std::log(al.back() / sg.back()));
+    }
+    al.push_back(1.0);
+    sg.push_back(0.0);
+    lam.push_back(std::numeric_limits<double>::infinity());
+  }
+  [[nodiscard]] std::size_t size() const { return ts.size(); }
+  [[nodiscard]] bool last(std::size_t k) const { return k + 1 == ts.size(); }
+};
+
+template <class Policy>
+struct Solver;
+
+/// Ancestral and DDIM: one step = one precomputed SamplerStep.
+struct CoefSolver {
+  static constexpr bool one_step = true;  ///< stateless between steps: RePaint jumps allowed
+  std::vector<SamplerStep> st;
+  std::vector<std::int32_t> ts;
+  explicit CoefSolver(std::vector<SamplerStep> s) : st(std::move(s)) {
+    for (const auto& x : st) ts.push_back(x.t);
+  }
+  [[nodiscard]] std::size_t size() const { return st.size(); }
+  [[nodiscard]] std::int32_t t(std::size_t k) const { return st[k].t; }
+  void reset() {}
+  template <class Ctx, class W>
+  void step(Ctx& c, std::size_t k, W& w) {
+    const SamplerStep& s = st[k];
+    c.denoise(w.x.cview(), s.t, w.x0.view(), w.eps.view());
+    const bool noise = s.sigma > 0.0 && c.step_noise(k, w.z.view());
+    apply_step(c, s, noise, w.x.cview(), w.x0.cview(), w.eps.cview(), w.z.cview(), w.tmp.view());
+    std::swap(w.x, w.tmp);
+  }
+};
+
+template <>
+struct Solver<sampler::Ancestral> : CoefSolver {
+  Solver(const sampler::Ancestral& p, const std::vector<double>& abar)
+      : CoefSolver(sampler_steps(abar, p)) {}
+};
+template <>
+struct Solver<sampler::Ddim> : CoefSolver {
+  Solver(const sampler::Ddim& p, const std::vector<double>& abar) : CoefSolver(sampler_steps(abar, p)) {}
+};
+
+template <>
+struct Solver<sampler::DpmSolverPP> {
+  static constexpr bool one_step = false;
+  Plan p;
+  bool sde;
+  std::size_t cur = 0;
+  bool have_prev = false;
+  double h_prev = 0;
+  Solver(const sampler::DpmSolverPP& s, const std::vector<double>& abar)
+      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)), sde(s.sde) {}
+  [[nodiscard]] std::size_t size() const { return p.size(); }
+  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+  void reset() { cur = 0, have_prev = false, h_prev = 0; }
+  template <class Ctx, class W>
+  void step(Ctx& c, std::size_t k, W& w) {
+    auto& x0k = w.hist[cur];
+    c.denoise(w.x.cview(), p.ts[k], x0k.view(), w.eps.view());
+    if (p.last(k)) {  // to x_0: first order, x = x0_hat
+      c.copy(x0k.cview(), w.x.view());
+      return;
+    }
+    const double an = p.al[k + 1], sn = p.sg[k + 1], sc = p.sg[k];
+    const double h = p.lam[k + 1] - p.lam[k];
+    const double em = sde ? -std::expm1(-2.0 * h) : -std::expm1(-h);  // 1 - e^-h (e^-2h)
+    const double cx = sde ? sn / sc * std::exp(-h) : sn / sc;
+    double c0 = an * em, c1 = 0.0;
+    if (have_prev) {
+      const double r = h_prev / h;
+      c1 = -c0 / (2.0 * r);
+      c0 = c0 * (1.0 + 1.0 / (2.0 * r));
+    }
+    c.lin(w.tmp.view(), cx, w.x.cview(), c0, x0k.cview(), c1,
+          have_prev ? w.hist[cur ^ 1].cview() : ConstView<typename W::value_type>{});
+    if (sde && c.step_noise(k, w.z.view()))
+      c.lin(w.tmp.view(), 1.0, w.tmp.cview(), sn * std::sqrt(em), w.z.cview());
+    std::swap(w.x, w.tmp);
+    h_prev = h;
+    have_prev = true;
+    cur ^= 1;
+  }
+};
+
+template <>
+struct Solver<sampler::Euler> {
+  static constexpr bool one_step = true;
+  Plan p;
+  Solver(const sampler::Euler& s, const std::vector<double>& abar)
+      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)) {}
+  [[nodiscard]] std::size_t size() const { return p.size(); }
+  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+  void reset() {}
+  template <class Ctx, class W>
+  void step(Ctx& c, std::size_t k, W& w) {
+    c.denoise(w.x.cview(), p.ts[k], w.x0.view(), w.eps.view());
+    if (p.last(k)) {  // Euler to sigma = 0 lands on x0_hat
+      c.copy(w.x0.cview(), w.x.view());
+      return;
+    }
+    // x/a moves along d(x/a)/d(s/a) = eps_hat
+    const double ac = p.al[k], an = p.al[k + 1];
+    const double ds = an * (p.sg[k + 1] / an - p.sg[k] / ac);
+    c.lin(w.tmp.view(), an / ac, w.x.cview(), ds, w.eps.cview());
+    std::swap(w.x, w.tmp);
+  }
+};
+
+template <>
+struct Solver<sampler::Heun> {
+  static constexpr bool one_step = true;
+  Plan p;
+  Solver(const sampler::Heun& s, const std::vector<double>& abar)
+      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)) {}
+  [[nodiscard]] std::size_t size() const { return p.size(); }
+  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+  void reset() {}
+  template <class Ctx, class W>
+  void step(Ctx& c, std::size_t k, W& w) {
+    c.denoise(w.x.cview(), p.ts[k], w.x0.view(), w.eps.view());
+    if (p.last(k)) {
+      c.copy(w.x0.cview(), w.x.view());
+      return;
+    }
+    const double ac = p.al[k], an = p.al[k + 1];
+    const double ds = an * (p.sg[k + 1] / an - p.sg[k] / ac);
+    c.lin(w.aux.view(), an / ac, w.x.cview(), ds, w.eps.cview());           // Euler point
+    c.denoise(w.aux.cview(), p.ts[k + 1], w.x0b.view(), w.eps2.view());     // slope there
+    c.lin(w.tmp.view(), an / ac, w.x.cview(), 0.5 * ds, w.eps.cview(), 0.5 * ds, w.eps2.cview());
+    std::swap(w.x, w.tmp);
+  }
+};
+
+template <>
+struct Solver<sampler::UniPC> {
+  static constexpr bool one_step = false;
+  Plan p;
+  bool corrector;
+  std::size_t head = 0;        ///< hist[head]: x0_hat at the previous plan point
+  std::size_t done = 0;        ///< steps taken since reset
+  std::size_t this_order = 1;  ///< order of the last predictor step
+  Solver(const sampler::UniPC& s, const std::vector<double>& abar)
+      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)), corrector(s.corrector) {}
+  [[nodiscard]] std::size_t size() const { return p.size(); }
+  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+  void reset() { head = 0, done = 0, this_order = 1; }
+  template <class Ctx, class W>
+  void step(Ctx& c, std::size_t k, W& w) {
+    const std::size_t slot = (head + 1) % 3, older = (head + 2) % 3;
+    auto& mt = w.hist[slot];  // x0_hat at t_k (at the predicted, uncorrected x)
+    c.denoise(w.x.cview(), p.ts[k], mt.view(), w.eps.view());
+    if (corrector && done > 0) {
+      // UniC: x_k = (s_k/s_{k-1}) x_{k-1} - a_k phi1 m0 - a_k B(h) (sum rho_i D_i + rho_t (mt - m0))
+      const auto& m0 = w.hist[head];
+      const double h = p.lam[k] - p.lam[k - 1], hh = -h, h1 = std::expm1(hh), Bh = h1;
+      const double a = p.al[k], r = p.sg[k] / p.sg[k - 1];
+      if (this_order == 1) {
+        c.lin(w.x.view(), r, w.last.cview(), -a * h1 + 0.5 * a * Bh, m0.cview());
+        c.lin(w.x.view(), 1.0, w.x.cview(), -0.5 * a * Bh, mt.cview());
+      } else {
+        const double rk = (p.lam[k - 2] - p.lam[k - 1]) / h;
+        const double phi = h1 / hh - 1.0, b1 = phi / Bh, b2 = (phi / hh - 0.5) * 2.0 / Bh;
+        const double rho0 = (b1 - b2) / (1.0 - rk), rho1 = b1 - rho0;  // [1 1; rk 1] rho = b
+        c.lin(w.x.view(), r, w.last.cview(), -a * h1 + a * Bh * rho0 / rk + a * Bh * rho1, m0.cview(),
+              -a * Bh * rho0 / rk, w.hist[older].cview());
+        c.lin(w.x.view(), 1.0, w.x.cview(), -a * Bh * rho1, mt.cview());
+      }
+    }
+    const std::size_t prev = head;
+    head = slot;
+    const std::size_t order = std::min<std::size_t>({2, p.size() - k, done + 1});
+    ++done;
+    if (p.last(k)) {  // to x_0: first order, x = x0_hat
+      c.copy(mt.cview(), w.x.view());
+      return;
+    }
+    if (corrector) c.copy(w.x.cview(), w.last.view());
+    this_order = order;
+    // UniP: x' = (s'/s) x - a' phi1 m0 (- a' B(h) 0.5 D1 for order 2), D1 = (m_{k-1} - m0) / rk
+    const double h = p.lam[k + 1] - p.lam[k], hh = -h, h1 = std::expm1(hh), Bh = h1;
+    const double an = p.al[k + 1], r = p.sg[k + 1] / p.sg[k];
+    if (order == 1) {
+      c.lin(w.tmp.view(), r, w.x.cview(), -an * h1, mt.cview());
+    } else {
+      const double rk = (p.lam[k - 1] - p.lam[k]) / h;
+      c.lin(w.tmp.view(), r, w.x.cview(), -an * h1 + an * Bh * 0.5 / rk, mt.cview(),
+            -an * Bh * 0.5 / rk, w.hist[prev].cview());
+    }
+    std::swap(w.x, w.tmp);
+  }
+};
+
+/// What an edit adds to plain sampling (edit.hpp fills it in; all host memory, checked there).
+template <class T>
+struct EditInputs {
+  std::span<const T> images{};      ///< (N, C, H, W) inputs in [-1, 1] (img2img, inpaint)
+  double strength = 1.0;            ///< img2img: fraction of the plan run, from q(x_t | image)
+  std::span<const T> mask{};        ///< inpaint: 1 = known pixel; size H W, C H W or N C H W
+  std::size_t jumps = 0;            ///< inpaint: RePaint resamplings per step
+  std::span<const T> init_noise{};  ///< interpolation: x_T of every sample, (N, C, H, W)
+};
+
+/// Random-stream purposes of the edits (beside rng_stream's, which stop at 9; `user` is 200).
+inline constexpr std::uint64_t edit_known_stream = 16;     ///< noise of the known pixels
+inline constexpr std::uint64_t edit_resample_stream = 17;  ///< RePaint's forward jumps
+
+/// The network evaluation, noise and arithmetic the solvers use, on the loop's buffers.
+template <class Process, class Denoiser>
+class SampleContext {
+ public:
+  using T = typename Process::value_type;
+  using B = typename Process::backend_type;
+  using O = Ops<B>;
+
+  SampleContext(const Process& proc, Denoiser& model, const SampleOptions& opts)
+      : proc_(proc), model_(model), opts_(opts), be_(proc.backend()) {}
+
+  /// Starts a batch of n samples, the first one being sample number `first`.
+  void begin(std::size_t first, std::size_t n, Shape image_shape) {
+    first_ = first;
+    n_ = n;
+    item_ = image_shape.numel();
+    cfg_ = opts_.guidance != 1.0;
+    cond_ = !opts_.labels.empty();
+    if (cond_) {
+      y_host_.assign(opts_.labels.begin() + std::ptrdiff_t(first),
+                     opts_.labels.begin() + std::ptrdiff_t(first + n));
+      if (cfg_) y_host_.insert(y_host_.end(), n, opts_.null_label);
+      y_dev_.resize(Shape{y_host_.size()});
+      y_dev_.copy_from(y_host_);
+    }
+    const Shape sh{n, image_shape[0], image_shape[1], image_shape[2]};
+    out_.resize(sh);
+    if (cfg_) {
+      xx_.resize(Shape{2 * n, image_shape[0], image_shape[1], image_shape[2]});
+      out2_.resize(xx_.shape());
+    }
+    if (opts_.dynamic_threshold > 0.0) host_x0_.resize(n * item_);
+  }
+
+  [[nodiscard]] const B& backend() const { return be_; }
+  [[nodiscard]] std::size_t evaluations() const { return nfe_; }
+
+  /// x0_hat and eps_hat of the network at (x, t): guidance, target conversion, clipping or
+  /// dynamic thresholding (eps kept consistent with the thresholded x0).
+  void denoise(ConstView<T> x, std::int32_t t, View<T> x0, View<T> eps) {
+    const std::size_t n = n_;
+    t_host_.assign(cfg_ ? 2 * n : n, t);
+    t_dev_.resize(Shape{t_host_.size()});
+    t_dev_.copy_from(t_host_);
+    if (cfg_) {
+      O::copy(be_, x, xx_.view().slice(0, n));
+      O::copy(be_, x, xx_.view().slice(n, n));
+      model_(xx_.cview(), t_dev_.cview(), y_dev_.cview(), out2_.view());
+      O::guidance(be_, ConstView<T>(out2_.view().slice(0, n)), ConstView<T>(out2_.view().slice(n, n)),
+                  T(opts_.guidance), out_.view());
+    } else {
+      model_(x, t_dev_.cview(), cond_ ? y_dev_.cview() : ConstView<std::int32_t>{}, out_.view());
+    }
+    ++nfe_;
+    tn_.assign(n, t);
+    const bool thresh = opts_.dynamic_threshold > 0.0;
+    proc_.predict(x, out_.cview(), tn_, opts_.clip && !thresh, x0, eps);
+    if (thresh) {
+      Tensor<T, B>::memory::copy_to_host(host_x0_.data(), x0.data(), x0.size() * sizeof(T));
+      detail::dynamic_threshold(host_x0_, n, opts_.dynamic_threshold, scratch_);
+      Tensor<T, B>::memory::copy_from_host(x0.data(), host_x0_.data(), x0.size() * sizeof(T));
+      // eps consistent with the thresholded x0: eps = (x_t - a x0) / s (predict() already did
+      // this for plain clipping)
+      const double at = proc_.table().alpha_bar_f64[std::size_t(t)];
+      lin(eps, 1.0 / std::sqrt(1.0 - at), x, -std::sqrt(at) / std::sqrt(1.0 - at), ConstView<T>(x0));
+    }
+  }
+
+  /// Step noise of plan step k into z (the historical stream); false under opts.no_step_noise.
+  bool step_noise(std::size_t k, View<T> z) {
+    if (opts_.no_step_noise) return false;
+    noise(rng_stream::make(rng_stream::sample_step, k), z);
+    return true;
+  }
+  /// Standard normal noise of a stream into z, indexed by global sample (batch-independent).
+  void noise(std::uint64_t stream, View<T> z) {
+    O::fill_normal(be_, z, Rng{opts_.seed}, stream, first_ * item_);
+  }
+
+  /// out = c1 a + c2 b (+ c3 c), per-sample coefficients broadcast from doubles.
+  void lin(View<T> out, double c1, ConstView<T> a, double c2, ConstView<T> b, double c3 = 0.0,
+           ConstView<T> c = {}) {
+    set_coef(ca_, c1);
+    set_coef(cb_, c2);
+    set_coef(cc_, c3);
+    O::lincomb(be_, out, ca_.cview(), a, cb_.cview(), b, cc_.cview(), c);
+  }
+  void copy(ConstView<T> src, View<T> dst) { O::copy(be_, src, dst); }
+
+ private:
+  void set_coef(Tensor<T, B>& c, double v) {
+    host_.assign(n_, T(v));
+    c.resize(Shape{n_});
+    c.copy_from(host_);
+  }
+
+  const Process& proc_;
+  Denoiser& model_;
+  const SampleOptions& opts_;
+  const B& be_;
+  std::size_t first_ = 0, n_ = 0, item_ = 0, nfe_ = 0;
+  bool cfg_ = false, cond_ = false;
+  Tensor<T, B> out_, xx_, out2_, ca_, cb_, cc_;
+  Tensor<std::int32_t, B> t_dev_, y_dev_;
+  std::vector<std::int32_t> t_host_, y_host_, tn_;
+  std::vector<T> host_, host_x0_, scratch_;
+};
+
+/// The sampling loop: plain sampling, or an edit (img2img, inpainting, interpolation).
 template <class Process, class Denoiser, class Sampler>
-SampleResult<typename Process::value_type> sample(const Process& process, Denoiser&& model,
-                                                  Shape image_shape, const Sampler& smp,
-                                                  const SampleOptions& opts) {
+SampleResult<typename Process::value_type> run_sampler(
+    const Process& process, Denoiser& model, Shape image_shape, const Sampler& smp,
+    const SampleOptions& opts, const EditInputs<typename Process::value_type>& edit) {
   using T = typename Process::value_type;
   using B = typename Process::backend_type;
   using O = Ops<B>;
   opts.validate(process.steps());
   detail::require(image_shape.rank == 3, "sample: image_shape", "must be (C, H, W), got ",
                   image_shape.str());
-  const B& be = process.backend();
-  const std::vector<detail::SamplerStep> steps = detail::sampler_steps(process.table().alpha_bar_f64, smp);
+  const std::vector<double>& abar = process.table().alpha_bar_f64;
+  Solver<Sampler> solver(smp, abar);
+  const std::size_t S = solver.size();
   const std::size_t total = opts.num_samples;
   const std::size_t bs = opts.batch == 0 ? total : std::min(opts.batch, total);
   const std::size_t item = image_shape.numel();
-  const bool cfg = opts.guidance != 1.0;
-  const Rng rng{opts.seed};
+  const bool masked = !edit.mask.empty();
+  if (edit.jumps > 0)
+    detail::require(Solver<Sampler>::one_step, "inpaint: jumps", smp.describe(),
+                    " keeps a history of earlier steps, which RePaint's jumps back would "
+                    "invalidate; use ancestral, ddim, euler or heun, or jumps = 0");
+  // img2img: run the last floor(S strength) steps (diffusers' rule), from q(x_t | image)
+  std::size_t k0 = 0;
+  if (!edit.images.empty() && edit.strength < 1.0)
+    k0 = S - std::min(S, std::size_t(std::floor(double(S) * edit.strength + 1e-9)));
 
   SampleResult<T> res;
   res.shape = Shape{total, image_shape[0], image_shape[1], image_shape[2]};
+  if (k0 == S) {  // nothing to denoise: the input comes back as it is
+    res.images.assign(edit.images.begin(), edit.images.end());
+    return res;
+  }
   res.images.resize(total * item);
-  for (std::size_t k = 0; k < steps.size(); ++k)
-    if (opts.record_every && ((k + 1) % opts.record_every == 0 || k + 1 == steps.size())) {
-      res.frame_t.push_back(steps[k].t);
+  auto recorded = [&](std::size_t k) {
+    return opts.record_every && ((k - k0 + 1) % opts.record_every == 0 || k + 1 == S);
+  };
+  for (std::size_t k = k0; k < S; ++k)
+    if (recorded(k)) {
+      res.frame_t.push_back(solver.t(k));
       res.frames.emplace_back(total * item);
     }
 
-  Tensor<T, B> x, x0, eps, z, out, xx, out2, tmp, ca, cb, cz, a, s;
-  Tensor<std::int32_t, B> t_dev, y_dev;
-  std::vector<std::int32_t> t_host, y_host;
-  std::vector<T> host, scratch;
+  SampleContext<Process, Denoiser> ctx(process, model, opts);
+  Work<T, B> w;
+  std::vector<T> host_x, host_k;
+  const Rng rng{opts.seed};
+  const B& be = process.backend();
+  auto sq = [&](std::int32_t t) { return std::sqrt(abar[std::size_t(t)]); };
+  auto sq1m = [&](std::int32_t t) { return std::sqrt(1.0 - abar[std::size_t(t)]); };
   std::size_t done = 0;
+  const std::size_t batches = (total + bs - 1) / bs;
   for (std::size_t first = 0; first < total; first += bs) {
     const std::size_t n = std::min(bs, total - first);
     const Shape sh{n, image_shape[0], image_shape[1], image_shape[2]};
-    const Shape sh2{2 * n, image_shape[0], image_shape[1], image_shape[2]};
-    for (auto* tt : {&x, &x0, &eps, &z, &out, &tmp}) tt->resize(sh);
-    if (opts.zero_init)
-      O::fill(be, x.view(), T(0));
-    else
-      O::fill_normal(be, x.view(), rng, rng_stream::make(rng_stream::sample_init, 0), first * item);
-    const bool cond = !opts.labels.empty();
-    if (cond) {
-      y_host.assign(opts.labels.begin() + std::ptrdiff_t(first),
-                    opts.labels.begin() + std::ptrdiff_t(first + n));
-      if (cfg) y_host.insert(y_host.end(), n, opts.null_label);
-      y_dev.resize(Shape{y_host.size()});
-      y_dev.copy_from(y_host);
-    }
-    if (cfg) {
-      xx.resize(sh2);
-      out2.resize(sh2);
-    }
-    auto set_coef = [&](Tensor<T, B>& c, double v) {
-      host.assign(n, T(v));
-      c.resize(Shape{n});
-      c.copy_from(host);
-    };
-    std::size_t rec = 0;
-    for (std::size_t k = 0; k < steps.size(); ++k) {
-      const auto& st = steps[k];
-      t_host.assign(cfg ? 2 * n : n, st.t);
-      t_dev.resize(Shape{t_host.size()});
-      t_dev.copy_from(t_host);
-      if (cfg) {
-        O::copy(be, x.cview(), xx.view().slice(0, n));
-        O::copy(be, x.cview(), xx.view().slice(n, n));
-        model(xx.cview(), t_dev.cview(), y_dev.cview(), out2.view());
-        O::guidance(be, ConstView<T>(out2.view().slice(0, n)), ConstView<T>(out2.view().slice(n, n)),
-                    T(opts.guidance), out.view());
+    w.resize(sh);
+    ctx.begin(first, n, image_shape);
+    solver.reset();
+    const std::size_t off = first * item, len = n * item;
+    // replaces the known pixels of x by the image noised to plan point j (x_0 when j == S)
+    auto keep_known = [&](std::size_t j, std::uint64_t counter) {
+      host_x.resize(len);
+      host_k.resize(len);
+      if (j < S) {
+        ctx.noise(rng_stream::make(edit_known_stream, counter), w.z.view());
+        ctx.lin(w.known.view(), sq(solver.t(j)), w.image.cview(), sq1m(solver.t(j)), w.z.cview());
+        Tensor<T, B>::memory::copy_to_host(host_k.data(), w.known.data(), len * sizeof(T));
       } else {
-        model(x.cview(), t_dev.cview(), cond ? y_dev.cview() : ConstView<std::int32_t>{}, out.view());
+        std::copy(edit.images.begin() + std::ptrdiff_t(off),
+                  edit.images.begin() + std::ptrdiff_t(off + len), host_k.begin());
       }
-      const std::vector<std::int32_t> tn(n, st.t);
-      const bool thresh = opts.dynamic_threshold > 0.0;
-      process.predict(x.cview(), out.cview(), tn, opts.clip && !thresh, x0.view(), eps.view());
-      if (thresh) {
-        host = x0.to_vector();
-        detail::dynamic_threshold(host, n, opts.dynamic_threshold, scratch);
-        x0.copy_from(host);
+      Tensor<T, B>::memory::copy_to_host(host_x.data(), w.x.data(), len * sizeof(T));
+      const std::size_t msz = edit.mask.size();
+      for (std::size_t e = 0; e < len; ++e) {
+        const T m = msz == total * item ? edit.mask[off + e] : edit.mask[(e % item) % msz];
+        host_x[e] = m == T(1) ? host_k[e] : m == T(0) ? host_x[e] : m * host_k[e] + (T(1) - m) * host_x[e];
       }
-      if (thresh && st.c_eps != 0.0) {
-        // eps consistent with the thresholded x0: eps = (x_t - a x0) / s (predict() already
-        // did this for plain clipping)
-        const double at = process.table().alpha_bar_f64[std::size_t(st.t)];
-        set_coef(a, 1.0 / std::sqrt(1.0 - at));
-        set_coef(s, -std::sqrt(at) / std::sqrt(1.0 - at));
-        O::lincomb(be, eps.view(), a.cview(), x.cview(), s.cview(), x0.cview(), ConstView<T>{},
-                   ConstView<T>{});
+      w.x.copy_from(host_x);
+    };
+    // x at the first plan point
+    if (!edit.init_noise.empty())
+      w.x.copy_from(edit.init_noise.subspan(off, len));
+    else if (opts.zero_init)
+      O::fill(be, w.x.view(), T(0));
+    else
+      O::fill_normal(be, w.x.view(), rng, rng_stream::make(rng_stream::sample_init, 0), off);
+    if (!edit.images.empty()) {
+      w.image.copy_from(edit.images.subspan(off, len));
+      if (k0 > 0)  // q(x_t | image) with the same draw plain sampling starts from
+        ctx.lin(w.x.view(), sq(solver.t(k0)), w.image.cview(), sq1m(solver.t(k0)), w.x.cview());
+    }
+    if (masked) keep_known(k0, 0);
+    std::size_t rec = 0;
+    for (std::size_t k = k0; k < S; ++k) {
+      const std::size_t reps = masked && k + 1 < S ? edit.jumps + 1 : 1;
+      for (std::size_t r = 0; r < reps; ++r) {
+        solver.step(ctx, k, w);
+        const std::uint64_t counter = 1 + k * reps + r;
+        if (masked) keep_known(k + 1, counter);
+        if (r + 1 < reps) {  // RePaint: back from t_{k+1} to t_k by the forward process
+          const double ratio = abar[std::size_t(solver.t(k))] / abar[std::size_t(solver.t(k + 1))];
+          ctx.noise(rng_stream::make(edit_resample_stream, counter), w.z.view());
+          ctx.lin(w.x.view(), std::sqrt(ratio), w.x.cview(), std::sqrt(std::max(0.0, 1.0 - ratio)),
+                  w.z.cview());
+        }
       }
-      const bool noise = st.sigma > 0.0 && !opts.no_step_noise;
-      if (noise)
-        O::fill_normal(be, z.view(), rng, rng_stream::make(rng_stream::sample_step, k), first * item);
-      // x_prev = c_x0 x0 + (c_x x | c_eps eps) + sigma z
-      set_coef(ca, st.c_x0);
-      set_coef(cb, st.c_eps != 0.0 ? st.c_eps : st.c_x);
-      set_coef(cz, noise ? st.sigma : 0.0);
-      O::lincomb(be, tmp.view(), ca.cview(), x0.cview(), cb.cview(),
-                 st.c_eps != 0.0 ? eps.cview() : x.cview(), cz.cview(),
-                 noise ? z.cview() : ConstView<T>{});
-      std::swap(x, tmp);
-      if (opts.record_every && ((k + 1) % opts.record_every == 0 || k + 1 == steps.size())) {
-        const auto v = x.to_vector();
-        std::copy(v.begin(), v.end(), res.frames[rec].begin() + std::ptrdiff_t(first * item));
+      if (recorded(k)) {
+        Tensor<T, B>::memory::copy_to_host(res.frames[rec].data() + off, w.x.data(), len * sizeof(T));
         ++rec;
       }
       ++done;
-      if (opts.progress) opts.progress(done, steps.size() * ((total + bs - 1) / bs));
+      if (opts.progress) opts.progress(done, (S - k0) * batches);
     }
-    const auto v = x.to_vector();
-    std::copy(v.begin(), v.end(), res.images.begin() + std::ptrdiff_t(first * item));
+    Tensor<T, B>::memory::copy_to_host(res.images.data() + off, w.x.data(), len * sizeof(T));
   }
   return res;
+}
+
+}  // namespace detail
+
+/// Runs a sampler (sampler::Ancestral, Ddim, DpmSolverPP, Euler, Heun or UniPC) with a denoiser
+/// over `process` (a DiffusionProcess). image_shape is (C, H, W). Noise is a pure function of
+/// (seed, step, sample index), so the result does not depend on opts.batch or on the backend's
+/// thread count.
+template <class Process, class Denoiser, class Sampler>
+SampleResult<typename Process::value_type> sample(const Process& process, Denoiser&& model,
+                                                  Shape image_shape, const Sampler& smp,
+                                                  const SampleOptions& opts) {
+  return detail::run_sampler(process, model, image_shape, smp, opts,
+                             detail::EditInputs<typename Process::value_type>{});
 }
 
 }  // namespace ddpm
