@@ -82,6 +82,9 @@ TEST_CASE("interop xtensor: as_xarray views a tensor without copying, writes go 
   for (std::size_t i = 60; i < 120; ++i) expect += t.data()[i];
   CHECK(m == doctest::Approx(expect / 60.0));
 
+  Tensor<float, Ref> none;  // rank 0: xtensor would read it as a scalar
+  CHECK(error_of([&] { (void)interop::as_xarray(none); }).find("rank 0") != std::string::npos);
+
   const Tensor<float, Ref>& ct = t;
   auto cx = interop::as_xarray(ct);
   static_assert(std::is_const_v<std::remove_reference_t<decltype(*cx.data())>>);

@@ -35,8 +35,10 @@ namespace ddpm::interop {
 
 /// A view of v's memory as an xtensor expression of v's rank (1..4), row-major, no copy.
 /// Mutable when T is; the memory must be host memory (CPU or reference backend).
+/// @throws std::invalid_argument for an empty (rank-0) view: xtensor would read it as a scalar.
 template <class T>
 [[nodiscard]] auto as_xarray(View<T> v) {
+  detail::require(v.shape().rank >= 1, "as_xarray: view", "is empty (rank 0): nothing to view");
   std::vector<std::size_t> shape(v.shape().dims.begin(), v.shape().dims.begin() + v.shape().rank);
   return ::xt::adapt(v.data(), v.size(), ::xt::no_ownership(), shape);
 }
