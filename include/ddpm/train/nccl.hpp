@@ -45,11 +45,31 @@
 namespace ddpm::dist {
 
 /// Communicator over NCCL on the backend's GPU: data collectives on device buffers, host
-/// collectives through `host`, which must outlive it and have the same ranks.
+/// collectives through `host`, which must outlive it and have the same ranks. Every call runs on
+/// the tag's device and leaves the calling thread's current device as it was.
 class NcclCommunicator final : public Communicator {
+  /// The communicator's device made current for the lifetime of the object, the previous one
+  /// restored after it.
+  class OnDevice {
+   public:
+    explicit OnDevice(const NcclCommunicator& c) {
+      c.check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
+      if (previous_ != c.be_.device()) c.check_cuda(cudaSetDevice(c.be_.device()), "cudaSetDevice");
+      else previous_ = -1;
+    }
+    OnDevice(const OnDevice&) = delete;
+    OnDevice& operator=(const OnDevice&) = delete;
+    ~OnDevice() {
+      if (previous_ >= 0) (void)cudaSetDevice(previous_);
+    }
+
+   private:
+    int previous_ = -1;
+  };
+
  public:
   NcclCommunicator(Communicator& host, backend::Cuda be) : host_(host), be_(std::move(be)) {
-    check_cuda(cudaSetDevice(be_.device()), "cudaSetDevice");
+    const OnDevice on(*this);  // the stream, events and communicator belong to the tag's device
     ncclUniqueId id{};
     if (host_.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
     host_.broadcast_host(&id, sizeof(id), 0);
@@ -59,9 +79,13 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
   ~NcclCommunicator() override {
+    int previous = -1;
+    if (cudaGetDevice(&previous) == cudaSuccess && previous != be_.device()) (void)cudaSetDevice(be_.device());
+    else previous = -1;
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (comm_) ncclCommDestroy(comm_);
     if (stream_) cudaStreamDestroy(stream_);
+    if (previous >= 0) (void)cudaSetDevice(previous);
   }
 
   [[nodiscard]] int rank() const noexcept override { return host_.rank(); }
@@ -70,16 +94,19 @@ class NcclCommunicator final : public Communicator {
   [[nodiscard]] bool device_buffers() const noexcept override { return true; }
 
   void allreduce_sum(void* data, std::size_t count, DType type) override {
+    const OnDevice on(*this);
     be_.synchronize();  // the buffer's producers on the backend stream
     check(ncclAllReduce(data, data, count, nccl_type(type), ncclSum, comm_, stream_), "ncclAllReduce");
     check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (NCCL stream)");
   }
   void broadcast(void* data, std::size_t count, DType type, int root) override {
+    const OnDevice on(*this);
     be_.synchronize();
     check(ncclBroadcast(data, data, count, nccl_type(type), root, comm_, stream_), "ncclBroadcast");
     check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (NCCL stream)");
   }
   std::size_t start_allreduce_sum(void* data, std::size_t count, DType type) override {
+    const OnDevice on(*this);
     be_.synchronize();
     check(ncclAllReduce(data, data, count, nccl_type(type), ncclSum, comm_, stream_), "ncclAllReduce");
     if (started_ == events_.size()) {
@@ -92,12 +119,14 @@ class NcclCommunicator final : public Communicator {
   }
   bool test(std::size_t handle) override {
     if (handle >= started_) return true;
+    const OnDevice on(*this);
     const cudaError_t e = cudaEventQuery(events_[handle]);
     if (e == cudaErrorNotReady) return false;
     check_cuda(e, "cudaEventQuery");
     return true;
   }
   void wait_all() override {
+    const OnDevice on(*this);
     check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (NCCL stream)");
     ncclResult_t async = ncclSuccess;
     check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError");
