@@ -3,7 +3,10 @@
 //
 //   mnist train                       # 10 minutes on the digits bundled in data/mnist10k
 //   mnist train --data DIR --minutes 30 --schedule linear --target x0 --loss huber
-//   mnist sample --checkpoint runs/mnist/checkpoint.safetensors --sampler ddim --sample-steps 50
+//   mnist sample --checkpoint runs/mnist/checkpoint.safetensors --sampler dpmpp-2m --steps 15
+//   mnist img2img --checkpoint ... --strength 0.6 --label 3    # digits of the test split made 3s
+//   mnist inpaint --checkpoint ... --keep top --jumps 2        # complete the bottom halves
+//   mnist interpolate --checkpoint ... --seed-a 1 --seed-b 2   # slerp between two noises, per class
 //   mpirun -np 2 mnist --threads 1 train --batch 64   # data-parallel, builds with MPI (docs/distributed.md)
 //
 // `train` writes into --out: loss.csv, loss.png, checkpoint.safetensors, samples/ during training,
@@ -33,6 +36,7 @@
 
 #include "../common/model_options.hpp"
 #include "../common/outputs.hpp"
+#include "../common/sampling_options.hpp"
 #include "../common/training_eval.hpp"
 
 #ifndef DDPM_EXAMPLE_DATA_DIR
@@ -46,44 +50,30 @@ using Backend = ddpm::backend::Cpu;
 // sampling respaced to 100 steps with guidance 3 scored 99% class accuracy with the ddpm-eval
 // classifier (Frechet distance 0.99, real-data baseline 0.87), DDIM-100 with guidance 2 74%
 // (FD 3.5): short-trained models need the sampler's fresh noise to correct their errors.
+// The fast samplers (dpmpp-2m, unipc, heun, euler) are measured in docs/evaluation.md.
 struct SampleArgs {
-  std::string sampler = "ancestral";
-  std::size_t steps = 100;
-  double eta = 0.0;
-  double guidance = 3.0;
-  bool no_clip = false;
+  examples::SamplerArgs s{"ancestral", 100, 3.0};
   bool raw_weights = false;
   std::size_t per_class = 10;
   std::size_t record_every = 20;
-  std::uint64_t seed = 7;
   bool zero_init = false, no_step_noise = false;
 
-  void add_options(CLI::App& app) {
-    app.add_option("--sampler", sampler, "ancestral (DDPM; --steps < T respaces) or ddim")
-        ->check(CLI::IsMember({"ancestral", "ddim"}))->capture_default_str();
-    app.add_option("--sample-steps", steps, "sampling steps (ancestral: 0 = all T)")->capture_default_str();
-    app.add_option("--eta", eta, "DDIM eta (0 = deterministic)")->capture_default_str();
-    app.add_option("--guidance", guidance, "classifier-free guidance weight w (1 = off)")->capture_default_str();
-    app.add_flag("--no-clip", no_clip, "do not clip the predicted x0 to [-1, 1]");
+  void add_options(CLI::App& app, bool steps_alias = false) {
+    s.add_options(app, steps_alias, true);
     app.add_flag("--raw-weights", raw_weights, "sample with the raw weights instead of the EMA");
     app.add_option("--per-class", per_class, "samples per class (one grid row per class)")->capture_default_str();
     app.add_option("--record-every", record_every, "keep x_t every k steps for the GIF (0 = none)")->capture_default_str();
-    app.add_option("--sample-seed", seed, "seed of the sampling noise")->capture_default_str();
     app.add_flag("--zero-init", zero_init, "ablation: start from x_T = 0");
     app.add_flag("--no-step-noise", no_step_noise, "ablation: no noise between steps");
   }
-  [[nodiscard]] ddpm::SamplerSpec spec() const {
-    if (sampler == "ancestral") return ddpm::sampler::Ancestral{.steps = steps};
-    return ddpm::sampler::Ddim{.steps = steps, .eta = eta};
-  }
+  [[nodiscard]] ddpm::SamplerSpec spec() const { return s.spec(); }
 };
 
 template <class B>
 static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, const fs::path& out,
                              std::size_t classes) {
   ddpm::SampleOptions o;
-  o.seed = a.seed;
-  o.clip = !a.no_clip;
+  a.s.apply(o);
   o.zero_init = a.zero_init;
   o.no_step_noise = a.no_step_noise;
   o.record_every = a.record_every;
@@ -93,7 +83,7 @@ static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, 
     for (std::size_t c = 0; c < classes; ++c)
       for (std::size_t j = 0; j < a.per_class; ++j) o.labels.push_back(std::int32_t(c));
     o.num_samples = o.labels.size();
-    o.guidance = a.guidance;
+    o.guidance = a.s.guidance;
     cols = a.per_class;
   } else {
     o.num_samples = 100;
@@ -106,7 +96,8 @@ static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, 
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = model.sample(a.spec(), o);
   if (tty) std::fputc('\n', stderr);
-  std::printf("sampled %zu images in %.1f s\n", o.num_samples,
+  std::printf("sampled %zu images with %s in %.1f s\n", o.num_samples,
+              std::visit([](const auto& x) { return x.describe(); }, a.spec()).c_str(),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   examples::write_sample_outputs(out, r, cols, 2, a.record_every > 0);
 }
@@ -170,7 +161,31 @@ int main(int argc, char** argv) try {
   sample->add_option("--checkpoint", ckpt, "checkpoint written by `mnist train`")->required()->check(CLI::ExistingFile);
   sample->add_option("--out", sample_out, "output folder (default: next to the checkpoint)");
   SampleArgs sb;
-  sb.add_options(*sample);
+  sb.add_options(*sample, /*steps_alias=*/true);
+
+  // ---- editing: img2img, inpaint, interpolate
+  auto* i2i = app.add_subcommand("img2img", "SDEdit: noise digits to --strength, then denoise (optionally as another --label)");
+  auto* inp = app.add_subcommand("inpaint", "keep part of each digit (--keep top|bottom|left|right|center|border or --mask PNG), generate the rest");
+  auto* itp = app.add_subcommand("interpolate", "slerp between the starting noises of two seeds: one strip per class");
+  examples::SamplerArgs se{"ancestral", 100, 3.0};
+  examples::EditArgs ed;
+  std::string edit_ckpt, edit_out;
+  bool edit_raw = false;
+  for (auto* c : {i2i, inp, itp}) {
+    c->add_option("--checkpoint", edit_ckpt, "checkpoint written by `mnist train`")->required()->check(CLI::ExistingFile);
+    c->add_option("--out", edit_out, "output folder (default: next to the checkpoint)");
+    c->add_flag("--raw-weights", edit_raw, "use the raw weights instead of the EMA");
+    se.add_options(*c, /*steps_alias=*/true, /*with_guidance=*/true);
+    ed.add_label(*c);
+  }
+  for (auto* c : {i2i, inp}) ed.add_inputs(*c, DDPM_EXAMPLE_DATA_DIR);
+  i2i->add_option("--strength", ed.strength, "0 = return the input, 1 = sample from scratch")->capture_default_str();
+  inp->add_option("--keep", ed.keep, "known region: top, bottom, left, right, center or border")->capture_default_str();
+  inp->add_option("--mask", ed.mask_file, "or: a mask image, white = known (resized to 28x28)")->check(CLI::ExistingFile);
+  inp->add_option("--jumps", ed.jumps, "RePaint resamplings per step (ancestral, ddim, euler, heun)")->capture_default_str();
+  itp->add_option("--seed-a", ed.seed_a, "seed of the first starting noise")->capture_default_str();
+  itp->add_option("--seed-b", ed.seed_b, "seed of the last starting noise")->capture_default_str();
+  itp->add_option("--frames", ed.frames, "images per strip")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   // Started by mpirun/srun: data-parallel training over MPI, rank 0 writes every output.
@@ -217,11 +232,11 @@ int main(int argc, char** argv) try {
       tc.out_dir = out_dir;
       tc.checkpoint_metadata = mo.to_metadata();
       tc.sample_sampler = ddpm::sampler::Ancestral{.steps = 100};
-      tc.sample_guidance = sa.guidance;
+      tc.sample_guidance = sa.s.guidance;
       std::unique_ptr<examples::TrainingEval<B>> eval;  // scores EMA samples every --eval-every steps
       if (ea.every > 0 && root) {
         eval = std::make_unique<examples::TrainingEval<B>>(
-            ea, *model, data_dir, data, sa.guidance, cpu,
+            ea, *model, data_dir, data, sa.s.guidance, cpu,
             fs::path(DDPM_EXAMPLE_DATA_DIR).parent_path() / "classifiers" / "mnist_classifier.safetensors");
         tc.on_step = eval->hook();
       }
@@ -243,6 +258,60 @@ int main(int argc, char** argv) try {
       if (trainer.ema()) trainer.ema()->swap();  // sample with the EMA weights
       sample_and_write(*model, sa, out_dir, mo.unet.num_classes);
       std::printf("wrote %s/loss.png and %s/loss.csv\n", out_dir.c_str(), out_dir.c_str());
+      return 0;
+    }
+    if (*i2i || *inp || *itp) {
+      const auto meta = ddpm::io::SafeTensorsFile::load(edit_ckpt).metadata();
+      const auto opts = examples::ModelOptions::from_metadata(meta, edit_ckpt);
+      auto model = examples::make_model(opts, be);
+      ddpm::load_checkpoint(edit_ckpt, *model, nullptr, nullptr, !edit_raw);
+      const std::size_t classes = opts.unet.num_classes, size = opts.unet.image_size, c = opts.unet.in_channels;
+      const fs::path out = edit_out.empty() ? fs::path(edit_ckpt).parent_path() / (*i2i ? "img2img" : *inp ? "inpaint" : "interpolate")
+                                            : fs::path(edit_out);
+      ddpm::SampleOptions o;
+      se.apply(o);
+      if (classes > 0) o.guidance = se.guidance;
+      const auto t0 = std::chrono::steady_clock::now();
+      auto done = [&](const char* what, std::size_t n) {
+        std::printf("%s: %zu images with %s in %.1f s\n", what, n,
+                    std::visit([](const auto& x) { return x.describe(); }, se.spec()).c_str(),
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      };
+      if (*itp) {
+        std::vector<float> all;
+        std::vector<std::int32_t> rows;
+        if (classes == 0) rows.push_back(-1);
+        else if (ed.label >= 0) rows.push_back(ed.label);
+        else for (std::size_t k = 0; k < std::min<std::size_t>(classes, 10); ++k) rows.push_back(std::int32_t(k));
+        o.num_samples = ed.frames;
+        for (std::int32_t y : rows) {
+          o.labels = y >= 0 ? std::vector<std::int32_t>(ed.frames, y) : std::vector<std::int32_t>{};
+          const auto r = model->interpolate(se.spec(), ed.seed_a, ed.seed_b, o);
+          all.insert(all.end(), r.images.begin(), r.images.end());
+        }
+        done("interpolate", all.size() / (c * size * size));
+        fs::create_directories(out);
+        ddpm::io::write_png_grid(out / "strip.png", all, rows.size() * ed.frames, c, size, size, ed.frames, 2, 1.0f, 2);
+        std::printf("wrote %s (one row per class, seed %llu to seed %llu)\n", (out / "strip.png").c_str(),
+                    (unsigned long long)ed.seed_a, (unsigned long long)ed.seed_b);
+        return 0;
+      }
+      const auto in = examples::load_edit_inputs(ed, c, size);
+      o.num_samples = in.n;
+      o.labels = examples::edit_labels(ed, in, classes);
+      if (*i2i) {
+        const auto r = model->img2img(se.spec(), in.images, ed.strength, o);
+        done("img2img", in.n);
+        examples::write_rows(out / "strip.png", {&in.images, &r.images}, in.n, c, size, 2);
+        std::printf("rows: inputs, results (strength %.2f)\n", ed.strength);
+      } else {
+        const auto mask = examples::make_mask(ed, size);
+        const auto r = model->inpaint(se.spec(), in.images, mask, {.jumps = ed.jumps}, o);
+        done("inpaint", in.n);
+        const auto shown = examples::masked_view(in.images, mask, c);
+        examples::write_rows(out / "strip.png", {&in.images, &shown, &r.images}, in.n, c, size, 2);
+        std::printf("rows: inputs, known pixels, results\n");
+      }
       return 0;
     }
     // sample
