@@ -238,7 +238,7 @@ TEST_CASE("sample options are validated with the parameter named") {
                        doctest::Contains("sampler::Ddim::eta"), std::invalid_argument);
 }
 
-TEST_CASE("respaced ancestral and DDIM(eta=1) keep the marginals q(x_t) of the data on the way") {
+TEST_CASE("every sampler keeps the marginals q(x_t) of the data on the way") {
   // With the optimal denoiser and small enough steps, x at respaced step tau is distributed as
   // q(x_tau): per dimension E[x^2] = abar 0.64 + (1 - abar). (With very coarse steps the Gaussian
   // reverse step q(x_s | x_t, E[x0 | x_t]) drops the variance of x0 given x_t, so the check uses
@@ -268,4 +268,9 @@ TEST_CASE("respaced ancestral and DDIM(eta=1) keep the marginals q(x_t) of the d
   check(sampler::Ancestral{.steps = 100});
   check(sampler::Ddim{.steps = 100, .eta = 1.0});
   check(sampler::Ddim{.steps = 100, .eta = 0.0});
+  check(sampler::DpmSolverPP{.steps = 100, .sde = true});
+  check(sampler::DpmSolverPP{.steps = 100});
+  check(sampler::UniPC{.steps = 100});
+  check(sampler::Euler{.steps = 100, .spacing = sampler::Spacing::linspace});
+  check(sampler::Heun{.steps = 100, .spacing = sampler::Spacing::linspace});
 }
