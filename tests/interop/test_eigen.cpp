@@ -86,7 +86,7 @@ TEST_CASE("interop eigen: sample results as a read-only N x (C*H*W) map") {
   CHECK(error_of([&] { (void)interop::as_matrix(r); }).find("as_matrix: sample result") != std::string::npos);
 }
 
-TEST_CASE("interop eigen: as_view of a row-major matrix or a vector shares memory; column-major refused") {
+TEST_CASE("interop eigen: as_view of a row-major matrix or a vector shares memory, column-major refused") {
   interop::RowMatrix<float> rows(2, 16);
   rows.setZero();
   View<float> v = interop::as_view(rows, Shape{2, 1, 4, 4}, "x0");

@@ -134,7 +134,7 @@ TEST_CASE("interop xtensor: sample results as views, frames, and moved out witho
   CHECK(error_of([&] { (void)interop::as_xtensor(broken); }).find("sample result") != std::string::npos);
 }
 
-TEST_CASE("interop xtensor: as_view of an xtensor container shares memory; strided input refused") {
+TEST_CASE("interop xtensor: as_view of an xtensor container shares memory, strided input refused") {
   xt::xarray<float> a = xt::arange<float>(0.0f, 24.0f).reshape({2, 3, 4});
   View<float> v = interop::as_view(a, "a");
   CHECK(v.data() == a.data());
