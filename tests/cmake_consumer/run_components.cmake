@@ -43,6 +43,11 @@ check_case(core_only ok "ddpm targets: \\[ddpm\\]" ${no_xt} -DCMAKE_DISABLE_FIND
 # 6. eval needs eigen: without Eigen, asking for eval fails and says why.
 check_case(eval_without_eigen fail "component 'eval' \\(ddpm::eval\\) needs the components io and eigen \\(eigen: Eigen 3.4"
            -DCMAKE_DISABLE_FIND_PACKAGE_Eigen3=ON -DDDPM_REQUIRED=eval)
-# 7. A misspelt component.
+# 7. interop is xtensor + eigen: without xtensor, asking for it fails and says why.
+check_case(interop_without_xtensor fail "component 'interop' \\(ddpm::interop\\) needs the components xtensor and eigen \\(xtensor: xtensor >= 0.24"
+           ${no_xt} -DDDPM_REQUIRED=interop)
+# 8. With xtensor, interop brings both parts.
+check_case(interop ok "ddpm targets: \\[ddpm,eigen,xtensor,interop\\]" -DDDPM_REQUIRED=interop)
+# 9. A misspelt component.
 check_case(unknown fail "unknown component 'xtensr'" -DDDPM_REQUIRED=xtensr)
 message("components ok (${cases_passed} cases)")
