@@ -249,6 +249,40 @@ TEST_CASE("cpu conv2d: automatic algorithm vs double loops, 1 and 2 threads bitw
   for (const auto& s : shapes) check_shape(s, ConvAlgo::automatic);
 }
 
+TEST_CASE("cpu conv2d: every kernel level this CPU supports: vs double loops, and the same bytes") {
+  using ddpm::detail::cpu::CpuLevel;
+  const CpuLevel best = ddpm::detail::cpu::cpu_level_supported();
+  if (best < CpuLevel::avx512) {
+    MESSAGE("no AVX-512F on this CPU: only the AVX2 kernel level runs (the other tests)");
+    return;
+  }
+  for (ConvAlgo algo : {ConvAlgo::gemm, ConvAlgo::winograd, ConvAlgo::direct}) {
+    for (const auto& s : shapes) {
+      CAPTURE(static_cast<int>(algo));
+      CAPTURE(s.c_in);
+      CAPTURE(s.c_out);
+      CAPTURE(s.h);
+      const Data d(s);
+      std::vector<float> out[2][3];
+      int k = 0;
+      for (CpuLevel l : {CpuLevel::avx2, CpuLevel::avx512}) {
+        ddpm::detail::cpu::set_cpu_level(l);
+        if (l == CpuLevel::avx512) check_shape(s, algo);  // the AVX2 level runs in the tests above
+        Context two(2);
+        out[k][0].assign(d.y_size(), 0.0f);
+        conv2d_forward(two, s, d.x.data(), d.w.data(), d.b.data(), out[k][0].data(), algo);
+        out[k][1].assign(d.x_size(), 0.0f);
+        conv2d_backward_data(two, s, d.w.data(), d.dy.data(), out[k][1].data(), false, algo);
+        out[k][2] = random_vec(d.w_size(), 5);
+        conv2d_backward_weight(two, s, d.x.data(), d.dy.data(), out[k][2].data(), nullptr, algo);
+        ++k;
+      }
+      ddpm::detail::cpu::reset_cpu_level();
+      for (int i = 0; i < 3; ++i) CHECK(same_bits(out[0][i], out[1][i]));
+    }
+  }
+}
+
 TEST_CASE("cpu conv2d: Conv2dShape output sizes") {
   CHECK(Conv2dShape{1, 1, 28, 28, 1, 3, 1, 1}.h_out() == 28);
   CHECK(Conv2dShape{1, 1, 28, 28, 1, 3, 2, 1}.h_out() == 14);

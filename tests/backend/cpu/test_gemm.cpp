@@ -137,7 +137,8 @@ TEST_CASE("cpu sgemm: every kernel level this CPU supports gives the AVX2 kernel
   using ddpm::detail::cpu::CpuLevel;
   const CpuLevel best = ddpm::detail::cpu::cpu_level_supported();
   MESSAGE("kernel levels here: best ", std::string(ddpm::detail::cpu::to_string(best)),
-          best == CpuLevel::avx512 ? " (the AVX-512 tiles run)" : " (no AVX-512 on this CPU: only the AVX2 level runs)");
+          std::string(best == CpuLevel::avx512 ? " (the AVX-512 tiles run)"
+                                               : " (no AVX-512 on this CPU: only the AVX2 level runs)"));
   std::vector<CpuLevel> levels;
   if (best >= CpuLevel::avx2) levels.push_back(CpuLevel::avx2);
   if (best >= CpuLevel::avx512) levels.push_back(CpuLevel::avx512);

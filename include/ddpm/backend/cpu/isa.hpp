@@ -80,8 +80,8 @@ enum class CpuLevel : int {
                                 std::string(to_string(best)) + ")");
   // The portable code is chosen at compile time: an AVX2 build has no run-time switch to it.
   if (l == CpuLevel::portable && best != CpuLevel::portable)
-    throw std::invalid_argument("ddpm: DDPM_CPU_LEVEL=portable needs a build without AVX2 (the "
-                                "portable preset); this build's lowest level is avx2");
+    throw std::invalid_argument("ddpm: DDPM_CPU_LEVEL=portable needs a build without AVX2 (e.g. "
+                                "-march=x86-64); this build's lowest level is avx2");
   return l;
 }
 
