@@ -33,7 +33,8 @@
 // img_per_s_repeats, foreign_cpu (per repeat; null without /proc/stat), quiet_threshold,
 // fwd_gflops_per_img; for the sampling modes sampler, sample_steps (full), steps_run,
 // extrapolated, sample_s (full sampling time of the batch, median), sample_s_measured, step_s,
-// step_img_per_s, guidance; on CUDA device, device_mem_peak_mb, device_mem_reserved_peak_mb.
+// step_img_per_s, guidance; on CUDA device, device_mem_peak_mb, device_mem_reserved_peak_mb; on
+// the CPU backend kernel_level (avx512 or avx2: backend/cpu/isa.hpp; DDPM_CPU_LEVEL forces one).
 // Exit status: 0 ok, 1 runtime error, 2 bad arguments (also: a precision the backend lacks), 3 a
 // backend this build does not contain (e.g. cuda without nvcc).
 #include <oneapi/tbb/global_control.h>
@@ -358,6 +359,8 @@ int run(const Args& a, B be) {
   js.str("config", a.config);
   js.str("mode", a.mode);
   js.str("backend", a.backend);
+  if constexpr (std::is_same_v<B, ddpm::backend::Cpu>)  // DDPM_CPU_LEVEL=avx2 forces the AVX2 kernels
+    js.str("kernel_level", std::string(ddpm::backend::cpu_kernel_level()));
   js.key("threads");
   js.s += std::to_string(a.threads);
   js.uint("batch", N);

@@ -201,15 +201,16 @@ inline void micro_kernel_edge(std::size_t k, const float* a, const float* b, flo
 /// (acc = fma(a_p, b_p, acc) for p = 0..k-1 from 0, then alpha acc or fma(beta, C, alpha acc)),
 /// so C is bitwise the AVX2 kernel's. a: panel q at a + q k mr; b: panel r at b + r k nr.
 template <int AP, int BP>
-DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, const float* a, const float* b, float* c,
-                                           std::size_t ldc, float alpha, float beta) noexcept {
+DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const float* a,
+                                           const float* b, float* c, std::size_t ldc, float alpha,
+                                           float beta) noexcept {
   constexpr int R = 6 * AP;
   __m512 acc[R][BP];
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 2
     for (int j = 0; j < BP; ++j) acc[i][j] = _mm512_setzero_ps();
-  const std::size_t as = k * mr, bs = k * nr;
+  const std::size_t as = kp * mr, bs = kp * nr;
   for (std::size_t p = 0; p < k; ++p) {
     __m512 bv[BP];
 #pragma GCC unroll 2
@@ -244,35 +245,55 @@ DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, const float* a, const 
 }
 
 /// macro_kernel with AVX-512 tiles of 12 x 32 (and 6 x 32, 12 x 16, 6 x 16 at the block's edges;
-/// partial panels as micro_kernel_edge): bitwise the same C as the AVX2 macro_kernel.
+/// partial panels as micro_kernel_edge): bitwise the same C as the AVX2 macro_kernel. The packed
+/// panels are kp >= k deep (panel q of A at pa + q kp mr, of B at pb + q kp nr); k of them are used.
 DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n, std::size_t k,
-                                                   float alpha, const float* pa, const float* pb,
-                                                   float beta, float* C, std::size_t ldc) noexcept {
+                                                   std::size_t kp, float alpha, const float* pa,
+                                                   const float* pb, float beta, float* C,
+                                                   std::size_t ldc) noexcept {
   static_assert(nr == 16, "the AVX-512 tiles hold one B panel per vector");
   const std::size_t mp = m / mr, np = n / nr;  // full panels
   const std::size_t mrem = m % mr, nrem = n % nr;
   const auto column_panels = [&]<int BP>(std::size_t jp) DDPM_TARGET_AVX512 {
-    const float* b = pb + jp * nr * k;
+    const float* b = pb + jp * nr * kp;
     float* cc = C + jp * nr;
     std::size_t ip = 0;
-    for (; ip + 2 <= mp; ip += 2) tile_avx512<2, BP>(k, pa + ip * mr * k, b, cc + ip * mr * ldc, ldc, alpha, beta);
-    if (ip < mp) tile_avx512<1, BP>(k, pa + ip * mr * k, b, cc + ip * mr * ldc, ldc, alpha, beta);
+    for (; ip + 2 <= mp; ip += 2)
+      tile_avx512<2, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
+    if (ip < mp) tile_avx512<1, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
     if (mrem != 0)
       for (int j = 0; j < BP; ++j)
-        micro_kernel_edge(k, pa + mp * mr * k, b + j * nr * k, cc + mp * mr * ldc + j * nr, ldc,
+        micro_kernel_edge(k, pa + mp * mr * kp, b + j * nr * kp, cc + mp * mr * ldc + j * nr, ldc,
                           alpha, beta, mrem, nr);
   };
   std::size_t jp = 0;
   for (; jp + 2 <= np; jp += 2) column_panels.template operator()<2>(jp);
   if (jp < np) column_panels.template operator()<1>(jp);
   if (nrem != 0) {
-    const float* b = pb + np * nr * k;
+    const float* b = pb + np * nr * kp;
     for (std::size_t ir = 0; ir < m; ir += mr)
-      micro_kernel_edge(k, pa + ir * k, b, C + ir * ldc + np * nr, ldc, alpha, beta,
+      micro_kernel_edge(k, pa + ir * kp, b, C + ir * ldc + np * nr, ldc, alpha, beta,
                         std::min(mr, m - ir), nrem);
   }
 }
 #endif
+
+/// micro_kernel over every tile of C (m x n) from packed panels kp deep (A panel q at pa + q kp mr,
+/// B panel q at pb + q kp nr), of which the first k rows are used; m and n multiples of mr and nr.
+/// AVX-512 tiles at that kernel level, bitwise the same C.
+inline void panels_kernel(std::size_t m, std::size_t n, std::size_t k, std::size_t kp,
+                          const float* pa, const float* pb, float* C, std::size_t ldc, float alpha,
+                          float beta) noexcept {
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+  if (use_avx512()) {
+    macro_kernel_avx512(m, n, k, kp, alpha, pa, pb, beta, C, ldc);
+    return;
+  }
+#endif
+  for (std::size_t j0 = 0; j0 < n; j0 += nr)
+    for (std::size_t i0 = 0; i0 < m; i0 += mr)
+      micro_kernel(k, pa + i0 * kp, pb + j0 * kp, C + i0 * ldc + j0, ldc, alpha, beta);
+}
 
 /// Runs the microkernel over one packed A block (ceil(m/mr) panels of k x mr) and one packed B
 /// block (ceil(n/nr) panels of k x nr) into C (m x n, row stride ldc). At the AVX-512 kernel level
@@ -282,7 +303,7 @@ inline void macro_kernel(std::size_t m, std::size_t n, std::size_t k, float alph
                          std::size_t ldc) noexcept {
 #if DDPM_CPU_HAVE_AVX512_KERNELS
   if (use_avx512()) {
-    macro_kernel_avx512(m, n, k, alpha, pa, pb, beta, C, ldc);
+    macro_kernel_avx512(m, n, k, k, alpha, pa, pb, beta, C, ldc);
     return;
   }
 #endif

@@ -692,10 +692,7 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                 const float* a = dt + xi * d_stride;
                 const float* bb = xt + xi * x_stride;
                 float* c = acc + xi * rows * ld_x;
-                for (std::size_t j0 = 0; j0 < cols; j0 += nr)
-                  for (std::size_t i0 = 0; i0 < rows; i0 += mr)
-                    gemm::micro_kernel(nt, a + i0 * T, bb + j0 * T, c + i0 * ld_x + j0, ld_x, 1.0f,
-                                       1.0f);
+                gemm::panels_kernel(rows, cols, nt, T, a, bb, c, ld_x, 1.0f, 1.0f);
               }
             },
             tbb::simple_partitioner());
