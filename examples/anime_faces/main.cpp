@@ -2,7 +2,10 @@
 //
 //   anime_faces train --data DIR [--minutes 60]          # PNG/JPEG/... files, resized to 64x64
 //   anime_faces train --idx FILE.idx4                    # or an IDX file (N, H, W, 3)
-//   anime_faces sample --checkpoint runs/anime/checkpoint.safetensors
+//   anime_faces sample --checkpoint runs/anime/checkpoint.safetensors --sampler dpmpp-2m --steps 20
+//   anime_faces img2img --checkpoint ... --input a.png b.png --strength 0.5
+//   anime_faces inpaint --checkpoint ... --input a.png --keep left --jumps 2
+//   anime_faces interpolate --checkpoint ... --seed-a 1 --seed-b 2 --frames 8
 //
 // Writes into --out: loss.csv, loss.png, checkpoint.safetensors, and a 5x5 grid.png and
 // denoise.gif after training (and from `sample`). CPU backend, or CUDA with --backend cuda (builds
@@ -28,25 +31,20 @@
 
 #include "../common/model_options.hpp"
 #include "../common/outputs.hpp"
+#include "../common/sampling_options.hpp"
 
 namespace fs = std::filesystem;
 using Backend = ddpm::backend::Cpu;
 
 struct SampleArgs {
-  std::string sampler = "ddim";
-  std::size_t steps = 100, count = 25, record_every = 10;
-  double eta = 0.0;
-  bool raw_weights = false, no_clip = false;
-  std::uint64_t seed = 7;
-  void add_options(CLI::App& app) {
-    app.add_option("--sampler", sampler, "ancestral or ddim")->check(CLI::IsMember({"ancestral", "ddim"}))->capture_default_str();
-    app.add_option("--sample-steps", steps, "sampling steps (ancestral: 0 = all T)")->capture_default_str();
-    app.add_option("--eta", eta, "DDIM eta")->capture_default_str();
+  examples::SamplerArgs s{"ddim", 100, 1.0};
+  std::size_t count = 25, record_every = 10;
+  bool raw_weights = false;
+  void add_options(CLI::App& app, bool steps_alias = false) {
+    s.add_options(app, steps_alias, /*with_guidance=*/false);
     app.add_option("--count", count, "images to sample (a square grid)")->capture_default_str();
     app.add_option("--record-every", record_every, "GIF frame every k steps (0 = no GIF)")->capture_default_str();
-    app.add_option("--sample-seed", seed, "seed of the sampling noise")->capture_default_str();
     app.add_flag("--raw-weights", raw_weights, "sample with the raw weights instead of the EMA");
-    app.add_flag("--no-clip", no_clip, "do not clip the predicted x0");
   }
 };
 
@@ -54,8 +52,7 @@ template <class B>
 static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, const fs::path& out) {
   ddpm::SampleOptions o;
   o.num_samples = a.count;
-  o.seed = a.seed;
-  o.clip = !a.no_clip;
+  a.s.apply(o);
   o.record_every = a.record_every;
   o.batch = 25;
   const bool tty = ::isatty(2);
@@ -63,12 +60,12 @@ static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, 
     if (tty) std::fprintf(stderr, "\rsampling %zu/%zu", d, n);
     else if (d % 20 == 0 || d == n) std::fprintf(stderr, "sampling %zu/%zu\n", d, n);
   };
-  ddpm::SamplerSpec spec = ddpm::sampler::Ddim{.steps = a.steps, .eta = a.eta};
-  if (a.sampler == "ancestral") spec = ddpm::sampler::Ancestral{.steps = a.steps};
+  const ddpm::SamplerSpec spec = a.s.spec();
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = model.sample(spec, o);
   if (tty) std::fputc('\n', stderr);
-  std::printf("sampled %zu images in %.1f s\n", a.count,
+  std::printf("sampled %zu images with %s in %.1f s\n", a.count,
+              std::visit([](const auto& x) { return x.describe(); }, spec).c_str(),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   const auto cols = std::size_t(std::ceil(std::sqrt(double(a.count))));
   examples::write_sample_outputs(out, r, cols, 1, false);
@@ -124,7 +121,32 @@ int main(int argc, char** argv) try {
   sample->add_option("--checkpoint", ckpt, "checkpoint written by `anime_faces train`")->required()->check(CLI::ExistingFile);
   sample->add_option("--out", sample_out, "output folder (default: next to the checkpoint)");
   SampleArgs sb;
-  sb.add_options(*sample);
+  sb.add_options(*sample, /*steps_alias=*/true);
+
+  auto* i2i = app.add_subcommand("img2img", "SDEdit: noise the --input images to --strength, then denoise");
+  auto* inp = app.add_subcommand("inpaint", "keep part of each --input image (--keep or --mask), generate the rest");
+  auto* itp = app.add_subcommand("interpolate", "slerp between the starting noises of two seeds, as a strip");
+  examples::SamplerArgs se{"ddim", 50, 1.0};
+  examples::EditArgs ed;
+  ed.count = 5;
+  std::string edit_ckpt, edit_out;
+  bool edit_raw = false;
+  for (auto* c : {i2i, inp, itp}) {
+    c->add_option("--checkpoint", edit_ckpt, "checkpoint written by `anime_faces train`")->required()->check(CLI::ExistingFile);
+    c->add_option("--out", edit_out, "output folder (default: next to the checkpoint)");
+    c->add_flag("--raw-weights", edit_raw, "use the raw weights instead of the EMA");
+    se.add_options(*c, /*steps_alias=*/true, /*with_guidance=*/false);
+  }
+  for (auto* c : {i2i, inp}) {
+    c->add_option("--input", ed.inputs, "image files to edit (centre-cropped, resized to the model's size)")->required();
+  }
+  i2i->add_option("--strength", ed.strength, "0 = return the input, 1 = sample from scratch")->capture_default_str();
+  inp->add_option("--keep", ed.keep, "known region: top, bottom, left, right, center or border")->capture_default_str();
+  inp->add_option("--mask", ed.mask_file, "or: a mask image, white = known")->check(CLI::ExistingFile);
+  inp->add_option("--jumps", ed.jumps, "RePaint resamplings per step (ancestral, ddim, euler, heun)")->capture_default_str();
+  itp->add_option("--seed-a", ed.seed_a, "seed of the first starting noise")->capture_default_str();
+  itp->add_option("--seed-b", ed.seed_b, "seed of the last starting noise")->capture_default_str();
+  itp->add_option("--frames", ed.frames, "images in the strip")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   Backend cpu(threads);
@@ -180,6 +202,46 @@ int main(int argc, char** argv) try {
       if (trainer.ema()) trainer.ema()->swap();
       SampleArgs gif = sa;
       sample_and_write(*model, gif, out_dir);
+      return 0;
+    }
+    if (*i2i || *inp || *itp) {
+      const auto meta = ddpm::io::SafeTensorsFile::load(edit_ckpt).metadata();
+      const auto opts = examples::ModelOptions::from_metadata(meta, edit_ckpt);
+      auto model = examples::make_model(opts, be);
+      ddpm::load_checkpoint(edit_ckpt, *model, nullptr, nullptr, !edit_raw);
+      const std::size_t size = opts.unet.image_size, c = opts.unet.in_channels;
+      const fs::path out = edit_out.empty() ? fs::path(edit_ckpt).parent_path() / (*i2i ? "img2img" : *inp ? "inpaint" : "interpolate")
+                                            : fs::path(edit_out);
+      ddpm::SampleOptions o;
+      se.apply(o);
+      const auto t0 = std::chrono::steady_clock::now();
+      auto done = [&](const char* what, std::size_t n) {
+        std::printf("%s: %zu images with %s in %.1f s\n", what, n,
+                    std::visit([](const auto& x) { return x.describe(); }, se.spec()).c_str(),
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      };
+      if (*itp) {
+        o.num_samples = ed.frames;
+        const auto r = model->interpolate(se.spec(), ed.seed_a, ed.seed_b, o);
+        done("interpolate", ed.frames);
+        examples::write_rows(out / "strip.png", {&r.images}, ed.frames, c, size, 1);
+        return 0;
+      }
+      const auto in = examples::load_edit_inputs(ed, c, size);
+      o.num_samples = in.n;
+      if (*i2i) {
+        const auto r = model->img2img(se.spec(), in.images, ed.strength, o);
+        done("img2img", in.n);
+        examples::write_rows(out / "strip.png", {&in.images, &r.images}, in.n, c, size, 1);
+        std::printf("rows: inputs, results (strength %.2f)\n", ed.strength);
+      } else {
+        const auto mask = examples::make_mask(ed, size);
+        const auto r = model->inpaint(se.spec(), in.images, mask, {.jumps = ed.jumps}, o);
+        done("inpaint", in.n);
+        const auto shown = examples::masked_view(in.images, mask, c);
+        examples::write_rows(out / "strip.png", {&in.images, &shown, &r.images}, in.n, c, size, 1);
+        std::printf("rows: inputs, known pixels, results\n");
+      }
       return 0;
     }
     const auto meta = ddpm::io::SafeTensorsFile::load(ckpt).metadata();
