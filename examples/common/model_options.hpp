@@ -1,6 +1,7 @@
 // examples/common/model_options.hpp — the one place where run-time choices (schedule, target,
-// loss, T, U-Net sizes) become compile-time policies: make_model() instantiates the matching
-// ddpm::Diffusion<S, P, L, B> and returns it behind the policy-free ddpm::Model<float, B>.
+// loss, T, U-Net sizes) become compile-time policies: make_model() returns the matching
+// ddpm::Diffusion<S, P, L, B> behind the policy-free ddpm::Model<float, B> (the Diffusion types
+// are instantiated in examples/common/model_<target>.cpp, not here).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -120,35 +122,20 @@ struct ModelOptions {
   }
 };
 
-namespace detail {
-template <class B, class S, class P>
-std::unique_ptr<ddpm::Model<float, B>> with_loss(const ModelOptions& o, S s, const B& be) {
-  const ddpm::ProcessOptions po{.min_snr_gamma = o.min_snr_gamma};
-  if (o.loss == "l1")
-    return std::make_unique<ddpm::Diffusion<S, P, ddpm::loss::L1, B>>(s, o.unet, o.seed, ddpm::loss::L1{}, be, po);
-  if (o.loss == "huber")
-    return std::make_unique<ddpm::Diffusion<S, P, ddpm::loss::Huber, B>>(
-        s, o.unet, o.seed, ddpm::loss::Huber{.delta = float(o.huber_delta)}, be, po);
-  if (o.loss == "l2")
-    return std::make_unique<ddpm::Diffusion<S, P, ddpm::loss::L2, B>>(s, o.unet, o.seed, ddpm::loss::L2{}, be, po);
-  throw std::invalid_argument("--loss: unknown loss '" + o.loss + "' (l1, l2, huber)");
-}
-template <class B, class S>
-std::unique_ptr<ddpm::Model<float, B>> with_target(const ModelOptions& o, S s, const B& be) {
-  if (o.target == "epsilon") return with_loss<B, S, ddpm::target::Epsilon>(o, s, be);
-  if (o.target == "x0") return with_loss<B, S, ddpm::target::X0>(o, s, be);
-  if (o.target == "v") return with_loss<B, S, ddpm::target::V>(o, s, be);
-  throw std::invalid_argument("--target: unknown target '" + o.target + "' (epsilon, x0, v)");
-}
-}  // namespace detail
+/// Diffusion<S, P, L, B> for target P and the run-time schedule and loss in `o`. Defined in
+/// examples/common/make_model_impl.hpp and instantiated once per target in its own translation
+/// unit (examples/common/model_<target>.cpp, for backend::Cpu and, in CUDA builds, backend::Cuda):
+/// the 27 policy combinations compile in three parallel units, not in every example's main.
+template <class B, class P>
+std::unique_ptr<ddpm::Model<float, B>> make_model_for(const ModelOptions& o, const B& be);
 
 /// Instantiates Diffusion<S, P, L, B> for the run-time choice in `o`.
 template <class B>
 std::unique_ptr<ddpm::Model<float, B>> make_model(const ModelOptions& o, const B& be) {
-  if (o.schedule == "linear") return detail::with_target(o, ddpm::schedule::Linear{.steps = o.timesteps}, be);
-  if (o.schedule == "cosine") return detail::with_target(o, ddpm::schedule::Cosine{.steps = o.timesteps}, be);
-  if (o.schedule == "sigmoid") return detail::with_target(o, ddpm::schedule::Sigmoid{.steps = o.timesteps}, be);
-  throw std::invalid_argument("--schedule: unknown schedule '" + o.schedule + "' (linear, cosine, sigmoid)");
+  if (o.target == "epsilon") return make_model_for<B, ddpm::target::Epsilon>(o, be);
+  if (o.target == "x0") return make_model_for<B, ddpm::target::X0>(o, be);
+  if (o.target == "v") return make_model_for<B, ddpm::target::V>(o, be);
+  throw std::invalid_argument("--target: unknown target '" + o.target + "' (epsilon, x0, v)");
 }
 
 }  // namespace examples
