@@ -96,8 +96,8 @@ static void sample_and_write(ddpm::Model<float, B>& model, const SampleArgs& a, 
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = model.sample(a.spec(), o);
   if (tty) std::fputc('\n', stderr);
-  std::printf("sampled %zu images with %s in %.1f s\n", o.num_samples,
-              std::visit([](const auto& x) { return x.describe(); }, a.spec()).c_str(),
+  std::printf("sampled %zu images with %s (%zu network evaluations each) in %.1f s\n", o.num_samples,
+              std::visit([](const auto& x) { return x.describe(); }, a.spec()).c_str(), r.evaluations,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   examples::write_sample_outputs(out, r, cols, 2, a.record_every > 0);
 }

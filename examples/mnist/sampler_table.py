@@ -43,6 +43,7 @@ for steps in [int(s) for s in a.steps.split(",")]:
             print(" ".join(cmd), "\n", r.stdout, r.stderr, file=sys.stderr)
             continue
         m = re.search(r"sampled \d+ images with .* in ([0-9.]+) s", r.stdout)
+        ev = re.search(r"\((\d+) network evaluations each\)", r.stdout)
         secs = float(m.group(1)) if m else time.time() - t0
         e = subprocess.run([a.eval, "score", "--samples", os.path.join(d, "grid.png"), "--grid-rows-are-classes"],
                            capture_output=True, text=True)
@@ -50,7 +51,7 @@ for steps in [int(s) for s in a.steps.split(",")]:
         acc = re.search(r"acc=([0-9.]+)", line)
         conf = re.search(r"confident=([0-9.]+)", line)
         fd = re.search(r"FD=([0-9.]+) \(real@\d+ ([0-9.]+)", line)
-        nfe = 2 * steps - 1 if smp == "heun" else steps
+        nfe = int(ev.group(1)) if ev else "?"
         row = (f"| {smp} | {steps} | {nfe} | {secs:.1f} | {acc.group(1) if acc else '?'} | "
                f"{conf.group(1) if conf else '?'} | {fd.group(1) + ' (' + fd.group(2) + ')' if fd else '?'} |")
         print(row, flush=True)

@@ -8,6 +8,7 @@
 // sampler, target, guidance weight and clipping option works with it.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <span>

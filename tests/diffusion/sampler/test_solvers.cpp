@@ -356,3 +356,27 @@ TEST_CASE("samplers by name, and their errors") {
   CHECK_THROWS_WITH_AS(sample(proc, model, Shape{1, 2, 2}, sampler::Heun{.steps = 0}, o),
                        doctest::Contains("sampler steps"), std::invalid_argument);
 }
+
+TEST_CASE("network evaluations per image: one per step, Heun two but the last, merged karras steps") {
+  DiffusionProcess<schedule::Cosine, target::Epsilon, loss::L2, Ref> proc(schedule::Cosine{.steps = 1000});
+  std::size_t calls = 0;
+  auto model = [&](ConstView<float>, ConstView<std::int32_t>, ConstView<std::int32_t>, View<float> out) {
+    ++calls;
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = 0;
+  };
+  SampleOptions o;
+  o.num_samples = 4;
+  o.batch = 2;
+  auto evals = [&](const auto& smp) {
+    calls = 0;
+    const auto r = sample(proc, model, Shape{1, 2, 2}, smp, o);
+    CHECK(calls == 2 * r.evaluations);  // two batches
+    return r.evaluations;
+  };
+  CHECK(evals(sampler::DpmSolverPP{.steps = 7}) == 7);
+  CHECK(evals(sampler::UniPC{.steps = 7}) == 7);
+  CHECK(evals(sampler::Heun{.steps = 5, .spacing = sampler::Spacing::linspace}) == 9);
+  // karras on the cosine schedule: 10 sigmas land on 7 distinct timesteps (docs/sampling.md)
+  CHECK(evals(sampler::Euler{.steps = 10}) == 7);
+  CHECK(evals(sampler::Ancestral{.steps = 12}) == 12);
+}

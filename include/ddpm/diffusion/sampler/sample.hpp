@@ -75,6 +75,9 @@ struct SampleResult {
   std::vector<T> images;                ///< final x_0
   std::vector<std::int32_t> frame_t;    ///< timestep of each recorded frame (x after that step)
   std::vector<std::vector<T>> frames;   ///< recorded x_t, each (N, C, H, W)
+  /// Network evaluations per image (a guided evaluation of the conditional and unconditional
+  /// batch counts once; Heun takes two per step; karras plans may merge steps).
+  std::size_t evaluations = 0;
 };
 
 namespace detail {
@@ -618,6 +621,7 @@ SampleResult<typename Process::value_type> run_sampler(
     }
     Tensor<T, B>::memory::copy_to_host(res.images.data() + off, w.x.data(), len * sizeof(T));
   }
+  res.evaluations = ctx.evaluations() / batches;
   return res;
 }
 

@@ -45,11 +45,5 @@ inline constexpr std::string_view names = "ancestral, ddim, dpmpp-2m, dpmpp-2m-s
   return Ancestral{};
 }
 
-/// Network evaluations per image of a sampler (guidance counted once): Heun takes two per step
-/// but the last, the others one.
-[[nodiscard]] inline std::size_t evaluations(const SamplerSpec& s, std::size_t planned_steps) {
-  return std::holds_alternative<Heun>(s) ? 2 * planned_steps - 1 : planned_steps;
-}
-
 }  // namespace sampler
 }  // namespace ddpm
