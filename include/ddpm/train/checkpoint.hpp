@@ -130,15 +130,18 @@ inline bool split_description(std::string_view s, std::string_view& name,
   std::string_view na, nb;
   std::vector<std::pair<std::string_view, std::string_view>> a, b;
   if (split_description(file_value, na, a) && split_description(model_value, nb, b) && na == nb) {
+    // (keys copied out of the structured bindings: clang before 16 cannot capture those)
     for (const auto& [k, v] : a) {
-      const auto it = std::find_if(b.begin(), b.end(), [&](const auto& x) { return x.first == k; });
+      const std::string_view key = k;
+      const auto it = std::find_if(b.begin(), b.end(), [&](const auto& x) { return x.first == key; });
       const std::string mv = it == b.end() ? "(missing)" : std::string(it->second);
       if (mv != v)
         return CheckpointMismatch(path, field + "." + std::string(k), std::string(v), mv,
                                   "file: " + file_value + "; model: " + model_value);
     }
     for (const auto& [k, v] : b)
-      if (std::none_of(a.begin(), a.end(), [&](const auto& x) { return x.first == k; }))
+      if (const std::string_view key = k;
+          std::none_of(a.begin(), a.end(), [&](const auto& x) { return x.first == key; }))
         return CheckpointMismatch(path, field + "." + std::string(k), "(missing)", std::string(v),
                                   "file: " + file_value + "; model: " + model_value);
   }
