@@ -14,6 +14,7 @@
 #include "ddpm/backend/cuda/gemm.cuh"
 #include "ddpm/backend/cuda/group_norm.cuh"
 #include "ddpm/backend/cuda/ops.hpp"
+#include "ddpm/core/builtin_policies.hpp"
 
 /// diffusion_loss for a target/loss pair other than the built-in ones (at namespace scope, once
 /// per pair per program).
@@ -23,19 +24,9 @@
 #define DDPM_CUDA_INSTANTIATE_TARGET(P) template struct ::ddpm::detail::cuda::TargetKernels<P>;
 
 /// The runtime, every policy-free operation, and diffusion_loss/predict for the built-in targets
-/// (Epsilon, X0, V) and losses (L1, L2, Huber). Once per program, at namespace scope.
-#define DDPM_CUDA_INSTANTIATE()                                                         \
-  template struct ::ddpm::detail::cuda::Runtime<void>;                                 \
-  template struct ::ddpm::detail::cuda::Kernels<void>;                                 \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::Epsilon, ::ddpm::loss::L1)            \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::Epsilon, ::ddpm::loss::L2)            \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::Epsilon, ::ddpm::loss::Huber)         \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::X0, ::ddpm::loss::L1)                 \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::X0, ::ddpm::loss::L2)                 \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::X0, ::ddpm::loss::Huber)              \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::V, ::ddpm::loss::L1)                  \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::V, ::ddpm::loss::L2)                  \
-  DDPM_CUDA_INSTANTIATE_POLICIES(::ddpm::target::V, ::ddpm::loss::Huber)               \
-  DDPM_CUDA_INSTANTIATE_TARGET(::ddpm::target::Epsilon)                                \
-  DDPM_CUDA_INSTANTIATE_TARGET(::ddpm::target::X0)                                     \
-  DDPM_CUDA_INSTANTIATE_TARGET(::ddpm::target::V)
+/// and losses (the list in ddpm/core/builtin_policies.hpp). Once per program, at namespace scope.
+#define DDPM_CUDA_INSTANTIATE()                                        \
+  template struct ::ddpm::detail::cuda::Runtime<void>;                \
+  template struct ::ddpm::detail::cuda::Kernels<void>;                \
+  DDPM_FOR_EACH_BUILTIN_TARGET_LOSS(DDPM_CUDA_INSTANTIATE_POLICIES)   \
+  DDPM_FOR_EACH_BUILTIN_TARGET(DDPM_CUDA_INSTANTIATE_TARGET)

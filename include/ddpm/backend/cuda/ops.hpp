@@ -30,12 +30,7 @@
 #include "ddpm/backend/params.hpp"
 #include "ddpm/core/assert.hpp"
 #include "ddpm/core/rng.hpp"
-#include "ddpm/diffusion/loss/huber.hpp"
-#include "ddpm/diffusion/loss/l1.hpp"
-#include "ddpm/diffusion/loss/l2.hpp"
-#include "ddpm/diffusion/target/epsilon.hpp"
-#include "ddpm/diffusion/target/v.hpp"
-#include "ddpm/diffusion/target/x0.hpp"
+#include "ddpm/core/builtin_policies.hpp"
 #include "ddpm/tensor/tensor.hpp"
 
 namespace ddpm::detail::cuda {
@@ -103,20 +98,15 @@ struct TargetKernels {
   static void run(const backend::Cuda&, CFV xt, CFV out, CFV a, CFV s, bool clip, FV x0, FV eps);
 };
 
-// Emitted by DDPM_CUDA_INSTANTIATE() (ddpm/backend/cuda/instantiate.cuh).
+// Emitted by DDPM_CUDA_INSTANTIATE() (ddpm/backend/cuda/instantiate.cuh), for the built-in
+// policies listed once in ddpm/core/builtin_policies.hpp.
 extern template struct Kernels<void>;
-extern template struct LossKernels<target::Epsilon, loss::L1>;
-extern template struct LossKernels<target::Epsilon, loss::L2>;
-extern template struct LossKernels<target::Epsilon, loss::Huber>;
-extern template struct LossKernels<target::X0, loss::L1>;
-extern template struct LossKernels<target::X0, loss::L2>;
-extern template struct LossKernels<target::X0, loss::Huber>;
-extern template struct LossKernels<target::V, loss::L1>;
-extern template struct LossKernels<target::V, loss::L2>;
-extern template struct LossKernels<target::V, loss::Huber>;
-extern template struct TargetKernels<target::Epsilon>;
-extern template struct TargetKernels<target::X0>;
-extern template struct TargetKernels<target::V>;
+#define DDPM_CUDA_EXTERN_LOSS(P, L) extern template struct LossKernels<P, L>;
+#define DDPM_CUDA_EXTERN_TARGET(P) extern template struct TargetKernels<P>;
+DDPM_FOR_EACH_BUILTIN_TARGET_LOSS(DDPM_CUDA_EXTERN_LOSS)
+DDPM_FOR_EACH_BUILTIN_TARGET(DDPM_CUDA_EXTERN_TARGET)
+#undef DDPM_CUDA_EXTERN_LOSS
+#undef DDPM_CUDA_EXTERN_TARGET
 
 template <class T>
 inline constexpr bool cuda_float_only() {
