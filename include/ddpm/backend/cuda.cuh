@@ -6,7 +6,7 @@
 //   #include <ddpm/backend/cuda.cuh>
 //   DDPM_CUDA_INSTANTIATE()
 //
-// Includes only ddpm/core, ddpm/tensor, ddpm/diffusion/{target,loss} and ddpm/backend/cuda:
+// Includes only ddpm/core (built-in targets and losses included), ddpm/tensor and ddpm/backend/cuda:
 // no Eigen, xsimd, xtensor or oneTBB (keep those out of .cu files).
 #pragma once
 #if !defined(__CUDACC__)
