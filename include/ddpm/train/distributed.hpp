@@ -15,7 +15,8 @@
 //   - errors: an exception on one rank during fit() stops every rank with MPI_Abort and a message
 //     (no rank is left waiting in a collective).
 //
-// The transport is a Communicator: LocalCommunicator (one process) here, MpiCommunicator in
+// The transport is a Communicator (ddpm/train/communicator.hpp, which only moves bytes and
+// includes nothing of the model): LocalCommunicator (one process), MpiCommunicator in
 // ddpm/train/mpi.hpp (Open MPI, host memory) and NcclCommunicator in ddpm/train/nccl.hpp (NCCL,
 // CUDA device memory). This header needs neither MPI nor NCCL. See docs/distributed.md.
 //
@@ -50,88 +51,10 @@
 #include "ddpm/optim/param_list.hpp"
 #include "ddpm/tensor/tensor.hpp"
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/communicator.hpp"
 #include "ddpm/train/trainer.hpp"
 
 namespace ddpm::dist {
-
-/// Element types of the collectives.
-enum class DType : std::uint8_t { f32, f64, u64 };
-
-template <class T>
-inline constexpr DType dtype_of = std::is_same_v<T, float>    ? DType::f32
-                                  : std::is_same_v<T, double> ? DType::f64
-                                                              : DType::u64;
-
-[[nodiscard]] inline std::size_t dtype_size(DType t) noexcept { return t == DType::f32 ? 4 : 8; }
-
-/// Reductions of host values.
-enum class ReduceOp : std::uint8_t { sum, min, max, bit_or };
-
-/// The ranks disagree (state checksums after a resume), or a collective failed.
-class DistributedError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// A group of processes and the collectives data-parallel training needs. Data collectives take
-/// tensor memory: host pointers, or device pointers when device_buffers() (NCCL). Host
-/// collectives (losses, flags, checksums) always take host memory. Every rank must call every
-/// collective in the same order.
-class Communicator {
- public:
-  virtual ~Communicator() = default;
-  [[nodiscard]] virtual int rank() const noexcept = 0;
-  [[nodiscard]] virtual int size() const noexcept = 0;
-  /// "local", "mpi", "nccl".
-  [[nodiscard]] virtual std::string_view name() const noexcept = 0;
-  /// True when the data collectives take CUDA device pointers.
-  [[nodiscard]] virtual bool device_buffers() const noexcept = 0;
-
-  /// data[i] = sum over the ranks of data[i] (in place, blocking).
-  virtual void allreduce_sum(void* data, std::size_t count, DType type) = 0;
-  /// data = root's data (blocking).
-  virtual void broadcast(void* data, std::size_t count, DType type, int root) = 0;
-  /// Starts allreduce_sum without waiting; the buffer must stay untouched until wait_all().
-  /// Returns a handle for test(). Default: blocking.
-  virtual std::size_t start_allreduce_sum(void* data, std::size_t count, DType type) {
-    allreduce_sum(data, count, type);
-    return 0;
-  }
-  /// Lets the started operations progress (MPI progresses non-blocking collectives only inside
-  /// MPI calls); true when operation `handle` has completed.
-  virtual bool test(std::size_t /*handle*/) { return true; }
-  /// Completes every started operation: afterwards their results may be read (for device
-  /// buffers: by work queued after this call on the compute stream).
-  virtual void wait_all() {}
-
-  virtual void allreduce_host(double* values, std::size_t count, ReduceOp op) = 0;
-  virtual void allreduce_host(std::uint64_t* values, std::size_t count, ReduceOp op) = 0;
-  virtual void broadcast_host(void* bytes, std::size_t count, int root) = 0;
-  virtual void barrier() = 0;
-  /// Stops every rank of the job with `message` on stderr (MPI_Abort): for errors after which
-  /// the ranks can no longer meet in the same collective.
-  [[noreturn]] virtual void abort(int code, std::string_view message) = 0;
-};
-
-/// One process: every collective is the identity.
-class LocalCommunicator final : public Communicator {
- public:
-  [[nodiscard]] int rank() const noexcept override { return 0; }
-  [[nodiscard]] int size() const noexcept override { return 1; }
-  [[nodiscard]] std::string_view name() const noexcept override { return "local"; }
-  [[nodiscard]] bool device_buffers() const noexcept override { return false; }
-  void allreduce_sum(void*, std::size_t, DType) override {}
-  void broadcast(void*, std::size_t, DType, int) override {}
-  void allreduce_host(double*, std::size_t, ReduceOp) override {}
-  void allreduce_host(std::uint64_t*, std::size_t, ReduceOp) override {}
-  void broadcast_host(void*, std::size_t, int) override {}
-  void barrier() override {}
-  [[noreturn]] void abort(int code, std::string_view message) override {
-    std::fprintf(stderr, "%.*s\n", int(message.size()), message.data());
-    std::fflush(stderr);
-    std::_Exit(code);
-  }
-};
 
 /// How gradients are reduced.
 enum class Overlap : std::uint8_t {

@@ -42,7 +42,7 @@
 #include <vector>
 
 #include "ddpm/core/assert.hpp"
-#include "ddpm/train/distributed.hpp"
+#include "ddpm/train/communicator.hpp"
 
 namespace ddpm::dist {
 

@@ -40,7 +40,7 @@
 
 #include "ddpm/backend/cuda/tag.hpp"
 #include "ddpm/core/assert.hpp"
-#include "ddpm/train/distributed.hpp"
+#include "ddpm/train/communicator.hpp"
 
 namespace ddpm::dist {
 
