@@ -267,8 +267,10 @@ inline Context& current_context() {
 }
 
 /// The device that holds device memory `p` (allocated by this backend), or -1 when the runtime
-/// cannot tell (e.g. while it is unloading at process exit).
+/// cannot tell (e.g. while it is unloading at process exit). With one device, 0 without asking
+/// the driver (the common case pays nothing per copy).
 inline int device_of_pointer(const void* p) noexcept {
+  if (cached_device_count() == 1) return 0;
   cudaPointerAttributes a{};
   if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
     (void)cudaGetLastError();
