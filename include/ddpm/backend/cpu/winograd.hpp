@@ -273,6 +273,116 @@ inline void input_transform8(const PatchSrc* src, float* v, std::size_t xi_strid
 #endif
 }
 
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+/// input_transform8 for 16 tiles (one per lane of an AVX-512 vector), at the AVX-512 kernel level:
+/// per lane exactly input_transform8's operations, so V is bitwise the same. v: one full B panel
+/// row per transform point (16 floats at v + xi * xi_stride).
+DDPM_TARGET_AVX512 inline void input_transform16(const PatchSrc* src, float* v,
+                                                 std::size_t xi_stride) noexcept {
+  // (through a reference: a function returning __m512 changes the ABI warning-wise in AVX2 TUs)
+  const auto four_lanes = [](__m512& out, __m128 a, __m128 b, __m128 c, __m128 d) DDPM_TARGET_AVX512 {
+    out = _mm512_insertf32x4(
+        _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(a), b, 1), c, 2), d, 3);
+  };
+  __m512 d[6][6];
+  for (std::size_t r = 0; r < 6; ++r) {
+    __m512 q[4];
+    for (std::size_t k = 0; k < 4; ++k) {
+      const auto row = [&](std::size_t t) { return _mm_loadu_ps(src[t].ptr + r * src[t].stride); };
+      four_lanes(q[k], row(k), row(k + 4), row(k + 8), row(k + 12));
+    }
+    // 4x4 transpose inside each 128-bit lane: lane j of d[r][c] is tile 4 j + (lane % 4)
+    const __m512 t0 = _mm512_unpacklo_ps(q[0], q[1]), t1 = _mm512_unpackhi_ps(q[0], q[1]);
+    const __m512 t2 = _mm512_unpacklo_ps(q[2], q[3]), t3 = _mm512_unpackhi_ps(q[2], q[3]);
+    d[r][0] = _mm512_shuffle_ps(t0, t2, 0x44);
+    d[r][1] = _mm512_shuffle_ps(t0, t2, 0xEE);
+    d[r][2] = _mm512_shuffle_ps(t1, t3, 0x44);
+    d[r][3] = _mm512_shuffle_ps(t1, t3, 0xEE);
+    __m128 pr[16];
+    for (std::size_t k = 0; k < 16; ++k)
+      pr[k] = _mm_castpd_ps(
+          _mm_load_sd(reinterpret_cast<const double*>(src[k].ptr + r * src[k].stride + 4)));
+    __m512 a, b;
+    four_lanes(a, _mm_movelh_ps(pr[0], pr[1]), _mm_movelh_ps(pr[4], pr[5]),
+               _mm_movelh_ps(pr[8], pr[9]), _mm_movelh_ps(pr[12], pr[13]));
+    four_lanes(b, _mm_movelh_ps(pr[2], pr[3]), _mm_movelh_ps(pr[6], pr[7]),
+               _mm_movelh_ps(pr[10], pr[11]), _mm_movelh_ps(pr[14], pr[15]));
+    d[r][4] = _mm512_shuffle_ps(a, b, 0x88);
+    d[r][5] = _mm512_shuffle_ps(a, b, 0xDD);
+  }
+  const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
+  __m512 e[6][6];
+  for (std::size_t c = 0; c < 6; ++c) {
+    const __m512 d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c], d4 = d[4][c], d5 = d[5][c];
+    e[0][c] = _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4));
+    e[1][c] = _mm512_fnmadd_ps(four, _mm512_add_ps(d1, d2), _mm512_add_ps(d3, d4));
+    e[2][c] = _mm512_fmadd_ps(four, _mm512_sub_ps(d1, d2), _mm512_sub_ps(d4, d3));
+    const __m512 s42 = _mm512_sub_ps(d4, d2), s31 = _mm512_sub_ps(d3, d1);
+    e[3][c] = _mm512_fmadd_ps(two, s31, s42);
+    e[4][c] = _mm512_fnmadd_ps(two, s31, s42);
+    e[5][c] = _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5));
+  }
+  for (std::size_t a = 0; a < 6; ++a) {
+    const __m512 d0 = e[a][0], d1 = e[a][1], d2 = e[a][2], d3 = e[a][3], d4 = e[a][4], d5 = e[a][5];
+    float* o = v + a * 6 * xi_stride;
+    _mm512_storeu_ps(o + 0 * xi_stride, _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4)));
+    _mm512_storeu_ps(o + 1 * xi_stride,
+                     _mm512_fnmadd_ps(four, _mm512_add_ps(d1, d2), _mm512_add_ps(d3, d4)));
+    _mm512_storeu_ps(o + 2 * xi_stride,
+                     _mm512_fmadd_ps(four, _mm512_sub_ps(d1, d2), _mm512_sub_ps(d4, d3)));
+    const __m512 s42 = _mm512_sub_ps(d4, d2), s31 = _mm512_sub_ps(d3, d1);
+    _mm512_storeu_ps(o + 3 * xi_stride, _mm512_fmadd_ps(two, s31, s42));
+    _mm512_storeu_ps(o + 4 * xi_stride, _mm512_fnmadd_ps(two, s31, s42));
+    _mm512_storeu_ps(o + 5 * xi_stride, _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5)));
+  }
+}
+
+/// output_transform8 for 16 tiles, at the AVX-512 kernel level (per tile exactly its operations).
+DDPM_TARGET_AVX512 inline void output_transform16(const float* mv, std::size_t xi_stride, float bias,
+                                                  bool accumulate, float* const* out,
+                                                  std::size_t out_stride) noexcept {
+  const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f), eight = _mm512_set1_ps(8.0f);
+  __m512 t[4][6];
+  for (std::size_t b = 0; b < 6; ++b) {
+    const __m512 m0 = _mm512_loadu_ps(mv + (0 * 6 + b) * xi_stride);
+    const __m512 m1 = _mm512_loadu_ps(mv + (1 * 6 + b) * xi_stride);
+    const __m512 m2 = _mm512_loadu_ps(mv + (2 * 6 + b) * xi_stride);
+    const __m512 m3 = _mm512_loadu_ps(mv + (3 * 6 + b) * xi_stride);
+    const __m512 m4 = _mm512_loadu_ps(mv + (4 * 6 + b) * xi_stride);
+    const __m512 m5 = _mm512_loadu_ps(mv + (5 * 6 + b) * xi_stride);
+    const __m512 s12 = _mm512_add_ps(m1, m2), d12 = _mm512_sub_ps(m1, m2);
+    const __m512 s34 = _mm512_add_ps(m3, m4), d34 = _mm512_sub_ps(m3, m4);
+    t[0][b] = _mm512_add_ps(_mm512_add_ps(m0, s12), s34);
+    t[1][b] = _mm512_fmadd_ps(two, d34, d12);
+    t[2][b] = _mm512_fmadd_ps(four, s34, s12);
+    t[3][b] = _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), m5);
+  }
+  const __m512 vb = _mm512_set1_ps(bias);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const __m512 m0 = t[i][0], m1 = t[i][1], m2 = t[i][2], m3 = t[i][3], m4 = t[i][4], m5 = t[i][5];
+    const __m512 s12 = _mm512_add_ps(m1, m2), d12 = _mm512_sub_ps(m1, m2);
+    const __m512 s34 = _mm512_add_ps(m3, m4), d34 = _mm512_sub_ps(m3, m4);
+    const __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m0, s12), s34), vb);
+    const __m512 y1 = _mm512_add_ps(_mm512_fmadd_ps(two, d34, d12), vb);
+    const __m512 y2 = _mm512_add_ps(_mm512_fmadd_ps(four, s34, s12), vb);
+    const __m512 y3 = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), m5), vb);
+    // transpose inside 128-bit lanes: q[k] = [tile k | tile k+4 | tile k+8 | tile k+12], j0..3
+    const __m512 u0 = _mm512_unpacklo_ps(y0, y1), u1 = _mm512_unpackhi_ps(y0, y1);
+    const __m512 u2 = _mm512_unpacklo_ps(y2, y3), u3 = _mm512_unpackhi_ps(y2, y3);
+    const __m512 q[4] = {_mm512_shuffle_ps(u0, u2, 0x44), _mm512_shuffle_ps(u0, u2, 0xEE),
+                         _mm512_shuffle_ps(u1, u3, 0x44), _mm512_shuffle_ps(u1, u3, 0xEE)};
+    for (std::size_t k = 0; k < 4; ++k) {
+      const __m128 part[4] = {_mm512_castps512_ps128(q[k]), _mm512_extractf32x4_ps(q[k], 1),
+                              _mm512_extractf32x4_ps(q[k], 2), _mm512_extractf32x4_ps(q[k], 3)};
+      for (std::size_t j = 0; j < 4; ++j) {
+        float* o = out[k + 4 * j] + i * out_stride;
+        _mm_storeu_ps(o, accumulate ? _mm_add_ps(_mm_loadu_ps(o), part[j]) : part[j]);
+      }
+    }
+  }
+}
+#endif
+
 /// Output transform of 8 tiles of one channel: tile k's 4x4 result (A^T M_k A) + bias, added to
 /// what `out[k]` holds when accumulate, stored at out[k].ptr[i * out[k].stride + j], i, j < 4.
 /// mv[xi * xi_stride + k] = M_k[xi].
@@ -363,6 +473,8 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
   const std::size_t tw = p.tiles_w(), th = p.tiles_h(), per_image = tw * th;
   const std::size_t hw = p.h * p.w;
   const bool exact = p.h % m == 0 && p.w % m == 0;
+  // AVX-512 kernel level: the transforms take 16 tiles per call (bitwise the same results).
+  const bool wide = use_avx512();
   ctx.execute([&] {
     // 1. weight transform, parallel over groups of 6 output channels
     tbb::parallel_for(
@@ -419,9 +531,10 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                   std::fill_n(dst + 1 + p.w, band_w - 1 - p.w, 0.0f);
                 }
               }
-              for (std::size_t g = 0; g < T; g += 8) {
-                PatchSrc src[8];
-                for (std::size_t k = 0; k < 8; ++k) {
+              const std::size_t group = wide ? 16 : 8;  // tiles per transform call
+              for (std::size_t g = 0; g < T; g += group) {
+                PatchSrc src[16];
+                for (std::size_t k = 0; k < group; ++k) {
                   const std::size_t tl = g + k;
                   if (tl >= nt) {
                     src[k] = PatchSrc{zero_patch, 8};
@@ -431,6 +544,12 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                   src[k] = PatchSrc{band_buf + (t / tw - row0) * 6 * band_w + (t % tw) * m, band_w};
                 }
                 const std::size_t panel = g / gemm::nr, half = g % gemm::nr;
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+                if (wide) {
+                  input_transform16(src, V + (panel * ci_n + ci) * gemm::nr, v_stride);
+                  continue;
+                }
+#endif
                 input_transform8(src, V + (panel * ci_n + ci) * gemm::nr + half, v_stride);
               }
             }
@@ -445,17 +564,24 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
             for (std::size_t co = 0; co < p.c_out; ++co) {
               const float bv = bias ? bias[co] : 0.0f;
               const float* mco = M + co * T;
+              const std::size_t group = wide ? 16 : 8;  // tiles per transform call
+              const auto transform = [&](std::size_t g, float* const* dst, std::size_t stride) {
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+                if (wide) return output_transform16(mco + g, m_stride, bv, accumulate, dst, stride);
+#endif
+                output_transform8(mco + g, m_stride, bv, accumulate, dst, stride);
+              };
               if (exact) {
-                for (std::size_t g = 0; g < nt; g += 8) {
-                  float* dst[8];
-                  for (std::size_t k = 0; k < 8; ++k) {
+                for (std::size_t g = 0; g < nt; g += group) {
+                  float* dst[16];
+                  for (std::size_t k = 0; k < group; ++k) {
                     const std::size_t tl = g + k;
                     dst[k] = tl < nt ? out + (tile_n[tl] * p.c_out + co) * hw +
                                            std::size_t(tile_y0[tl] + 1) * p.w +
                                            std::size_t(tile_x0[tl] + 1)
                                      : sink;
                   }
-                  output_transform8(mco + g, m_stride, bv, accumulate, dst, p.w);
+                  transform(g, dst, p.w);
                 }
                 continue;
               }
@@ -476,13 +602,13 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                   std::memcpy(band, y, len * sizeof(float));
                 });
               }
-              for (std::size_t g = 0; g < nt; g += 8) {
-                float* dst[8];
-                for (std::size_t k = 0; k < 8; ++k) {
+              for (std::size_t g = 0; g < nt; g += group) {
+                float* dst[16];
+                for (std::size_t k = 0; k < group; ++k) {
                   const std::size_t tl = g + k, t = t0 + tl;
                   dst[k] = tl < nt ? band_buf + (t / tw - row0) * m * band_w + (t % tw) * m : sink;
                 }
-                output_transform8(mco + g, m_stride, bv, accumulate, dst, band_w);
+                transform(g, dst, band_w);
               }
               for_band_rows([](const float* band, float* y, std::size_t len) {
                 std::memcpy(y, band, len * sizeof(float));
