@@ -191,11 +191,15 @@ void oracle_on(ddpm::backend::Cuda& gpu, const std::string& what, Fn&& fn, doubl
   REQUIRE(er.values().size() == e1.values().size());
   REQUIRE(ec.values().size() == e1.values().size());
   const double crtol = 2 * rtol + 2.4e-7, catol = 2 * atol + 1e-7;
+  // Scalar results (sum_squares, the loss): the CPU backend sums in float lanes of 32 terms per
+  // 1024-element block (blocks added in double), up to ~2e-6 relative; CUDA and the reference sum
+  // in double. So the CPU comparison of a value allows 4e-6 relative at least.
+  const double vrtol = (2 * rtol > 4e-6 ? 2 * rtol : 4e-6) + 2.4e-7;
   for (std::size_t k = 0; k < er.values().size(); ++k) {
     const double w = er.values()[k], g = e1.values()[k], c = ec.values()[k];
     INFO(what, " value ", k, ": cuda ", g, " reference ", w, " cpu ", c, ", cuda again ", e2.values()[k]);
     CHECK(std::abs(g - w) <= atol + rtol * std::abs(w));
-    CHECK(std::abs(g - c) <= catol + crtol * std::abs(c));
+    CHECK(std::abs(g - c) <= catol + vrtol * std::abs(c));
     CHECK(std::memcmp(&g, &e2.values()[k], sizeof(double)) == 0);
   }
   for (std::size_t k = 0; k < want.size(); ++k) {
