@@ -274,6 +274,12 @@ inline void input_transform8(const PatchSrc* src, float* v, std::size_t xi_strid
 }
 
 #if DDPM_CPU_HAVE_AVX512_KERNELS
+// The all-lanes-masked forms of these intrinsics: GCC 12's plain forms pass _mm512_undefined_ps()
+// and warn "used uninitialized" under -Wall once inlined (a false positive, GCC bug 105593).
+#define DDPM_U512_UNPACKLO(a, b) _mm512_mask_unpacklo_ps((a), __mmask16(0xFFFF), (a), (b))
+#define DDPM_U512_UNPACKHI(a, b) _mm512_mask_unpackhi_ps((a), __mmask16(0xFFFF), (a), (b))
+#define DDPM_U512_SHUFFLE(a, b, imm) _mm512_mask_shuffle_ps((a), __mmask16(0xFFFF), (a), (b), (imm))
+#define DDPM_U512_LANE(v, j) _mm512_mask_extractf32x4_ps(_mm_setzero_ps(), __mmask8(0xF), (v), (j))
 /// input_transform8 for 16 tiles (one per lane of an AVX-512 vector), at the AVX-512 kernel level:
 /// per lane exactly input_transform8's operations, so V is bitwise the same. v: one full B panel
 /// row per transform point (16 floats at v + xi * xi_stride).
@@ -292,12 +298,12 @@ DDPM_TARGET_AVX512 inline void input_transform16(const PatchSrc* src, float* v,
       four_lanes(q[k], row(k), row(k + 4), row(k + 8), row(k + 12));
     }
     // 4x4 transpose inside each 128-bit lane: lane j of d[r][c] is tile 4 j + (lane % 4)
-    const __m512 t0 = _mm512_unpacklo_ps(q[0], q[1]), t1 = _mm512_unpackhi_ps(q[0], q[1]);
-    const __m512 t2 = _mm512_unpacklo_ps(q[2], q[3]), t3 = _mm512_unpackhi_ps(q[2], q[3]);
-    d[r][0] = _mm512_shuffle_ps(t0, t2, 0x44);
-    d[r][1] = _mm512_shuffle_ps(t0, t2, 0xEE);
-    d[r][2] = _mm512_shuffle_ps(t1, t3, 0x44);
-    d[r][3] = _mm512_shuffle_ps(t1, t3, 0xEE);
+    const __m512 t0 = DDPM_U512_UNPACKLO(q[0], q[1]), t1 = DDPM_U512_UNPACKHI(q[0], q[1]);
+    const __m512 t2 = DDPM_U512_UNPACKLO(q[2], q[3]), t3 = DDPM_U512_UNPACKHI(q[2], q[3]);
+    d[r][0] = DDPM_U512_SHUFFLE(t0, t2, 0x44);
+    d[r][1] = DDPM_U512_SHUFFLE(t0, t2, 0xEE);
+    d[r][2] = DDPM_U512_SHUFFLE(t1, t3, 0x44);
+    d[r][3] = DDPM_U512_SHUFFLE(t1, t3, 0xEE);
     __m128 pr[16];
     for (std::size_t k = 0; k < 16; ++k)
       pr[k] = _mm_castpd_ps(
@@ -307,8 +313,8 @@ DDPM_TARGET_AVX512 inline void input_transform16(const PatchSrc* src, float* v,
                _mm_movelh_ps(pr[8], pr[9]), _mm_movelh_ps(pr[12], pr[13]));
     four_lanes(b, _mm_movelh_ps(pr[2], pr[3]), _mm_movelh_ps(pr[6], pr[7]),
                _mm_movelh_ps(pr[10], pr[11]), _mm_movelh_ps(pr[14], pr[15]));
-    d[r][4] = _mm512_shuffle_ps(a, b, 0x88);
-    d[r][5] = _mm512_shuffle_ps(a, b, 0xDD);
+    d[r][4] = DDPM_U512_SHUFFLE(a, b, 0x88);
+    d[r][5] = DDPM_U512_SHUFFLE(a, b, 0xDD);
   }
   const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
   __m512 e[6][6];
@@ -367,13 +373,13 @@ DDPM_TARGET_AVX512 inline void output_transform16(const float* mv, std::size_t x
     const __m512 y2 = _mm512_add_ps(_mm512_fmadd_ps(four, s34, s12), vb);
     const __m512 y3 = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), m5), vb);
     // transpose inside 128-bit lanes: q[k] = [tile k | tile k+4 | tile k+8 | tile k+12], j0..3
-    const __m512 u0 = _mm512_unpacklo_ps(y0, y1), u1 = _mm512_unpackhi_ps(y0, y1);
-    const __m512 u2 = _mm512_unpacklo_ps(y2, y3), u3 = _mm512_unpackhi_ps(y2, y3);
-    const __m512 q[4] = {_mm512_shuffle_ps(u0, u2, 0x44), _mm512_shuffle_ps(u0, u2, 0xEE),
-                         _mm512_shuffle_ps(u1, u3, 0x44), _mm512_shuffle_ps(u1, u3, 0xEE)};
+    const __m512 u0 = DDPM_U512_UNPACKLO(y0, y1), u1 = DDPM_U512_UNPACKHI(y0, y1);
+    const __m512 u2 = DDPM_U512_UNPACKLO(y2, y3), u3 = DDPM_U512_UNPACKHI(y2, y3);
+    const __m512 q[4] = {DDPM_U512_SHUFFLE(u0, u2, 0x44), DDPM_U512_SHUFFLE(u0, u2, 0xEE),
+                         DDPM_U512_SHUFFLE(u1, u3, 0x44), DDPM_U512_SHUFFLE(u1, u3, 0xEE)};
     for (std::size_t k = 0; k < 4; ++k) {
-      const __m128 part[4] = {_mm512_castps512_ps128(q[k]), _mm512_extractf32x4_ps(q[k], 1),
-                              _mm512_extractf32x4_ps(q[k], 2), _mm512_extractf32x4_ps(q[k], 3)};
+      const __m128 part[4] = {DDPM_U512_LANE(q[k], 0), DDPM_U512_LANE(q[k], 1),
+                              DDPM_U512_LANE(q[k], 2), DDPM_U512_LANE(q[k], 3)};
       for (std::size_t j = 0; j < 4; ++j) {
         float* o = out[k + 4 * j] + i * out_stride;
         _mm_storeu_ps(o, accumulate ? _mm_add_ps(_mm_loadu_ps(o), part[j]) : part[j]);
