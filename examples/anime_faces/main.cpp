@@ -1,7 +1,8 @@
 // examples/anime_faces — unconditional 64x64 RGB DDPM from a folder of images you supply.
 //
 //   anime_faces train --data DIR [--minutes 60]          # PNG/JPEG/... files, resized to 64x64
-//   anime_faces train --idx FILE.idx4                    # or an IDX file (N, H, W, 3)
+//   anime_faces train --idx FILE.idx4 [--image-size 32]  # or an IDX file (N, H, W, 3), resized
+//                                                        # to --image-size if given
 //   anime_faces sample --checkpoint runs/anime/checkpoint.safetensors --sampler dpmpp-2m --steps 20
 //   anime_faces img2img --checkpoint ... --input a.png b.png --strength 0.5
 //   anime_faces inpaint --checkpoint ... --input a.png --keep left --jumps 2
@@ -32,6 +33,7 @@
 #include "../common/model_options.hpp"
 #include "../common/outputs.hpp"
 #include "../common/sampling_options.hpp"
+#include "train_data.hpp"
 
 namespace fs = std::filesystem;
 using Backend = ddpm::backend::Cpu;
@@ -84,6 +86,7 @@ int main(int argc, char** argv) try {
   examples::ModelOptions mo;
   mo.unet = ddpm::nn::UNetConfig::anime64();
   mo.add_options(*train);
+  auto* attn_opt = train->get_option("--attn-res");
   std::string data_dir, idx_file, out_dir = "runs/anime", resume;
   std::size_t image_size = 64, max_images = 0;
   bool no_crop = false, fresh = false;
@@ -96,7 +99,9 @@ int main(int argc, char** argv) try {
   double minutes = 60, epochs = 0;
   train->add_option("--data", data_dir, "folder of images (PNG, JPEG, BMP, ...)")->check(CLI::ExistingDirectory);
   train->add_option("--idx", idx_file, "or: an IDX file of N x H x W x 3 images")->check(CLI::ExistingFile);
-  train->add_option("--image-size", image_size, "images are centre-cropped and resized to this")->capture_default_str();
+  auto* image_size_opt = train->add_option("--image-size", image_size,
+                                           "images are centre-cropped and resized to this (with --idx: "
+                                           "default the file's own size)")->capture_default_str();
   train->add_option("--max-images", max_images, "use at most this many images (0 = all)")->capture_default_str();
   train->add_flag("--no-crop", no_crop, "squash instead of centre-cropping non-square images");
   train->add_option("--out", out_dir, "output folder")->capture_default_str();
@@ -162,20 +167,15 @@ int main(int argc, char** argv) try {
     using B = std::remove_cvref_t<decltype(be)>;
 
     if (*train) {
-      if (data_dir.empty() == idx_file.empty())
-        throw std::invalid_argument("give exactly one of --data DIR (a folder of images) or --idx FILE");
-      ddpm::io::ImageDataset data = !idx_file.empty()
-                                        ? ddpm::io::load_idx_images(idx_file)
-                                        : ddpm::io::load_image_folder(data_dir, image_size, 3, !no_crop, max_images);
-      if (!idx_file.empty() && max_images && max_images < data.n) {
-        data.n = max_images;
-        data.pixels.resize(data.n * data.c * data.h * data.w);
-      }
-      if (data.h != data.w) throw std::invalid_argument("--idx: images must be square, got " + std::to_string(data.h) + "x" + std::to_string(data.w));
-      data.labels.clear();
+      anime::DataArgs da{data_dir, idx_file, image_size, image_size_opt->count() > 0, max_images, !no_crop};
+      ddpm::io::ImageDataset data = anime::load_training_images(da);
       mo.unet.in_channels = data.c;
       mo.unet.image_size = data.h;
       mo.unet.num_classes = 0;
+      if (attn_opt->count() == 0) mo.unet.attention_resolutions = {anime::default_attention(mo.unet)};
+      anime::check_unet_options(mo.unet, !idx_file.empty() && !da.image_size_given
+                                              ? "the size of " + idx_file
+                                              : "--image-size " + std::to_string(data.h));
       std::printf("data: %zu images %zux%zux%zu\n", data.n, data.c, data.h, data.w);
       auto model = examples::make_model(mo, be);
       std::printf("model: %s, %s, %s, T=%zu, %zu parameters, %s\n", mo.schedule.c_str(), mo.target.c_str(),
