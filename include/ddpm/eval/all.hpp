@@ -7,6 +7,7 @@
 #include "ddpm/eval/classifier_io.hpp"  // IWYU pragma: export
 #include "ddpm/eval/inputs.hpp"         // IWYU pragma: export
 #include "ddpm/eval/metrics.hpp"        // IWYU pragma: export
+#include "ddpm/eval/rgb_score.hpp"      // IWYU pragma: export
 #include "ddpm/eval/score.hpp"          // IWYU pragma: export
 #include "ddpm/eval/sha256.hpp"         // IWYU pragma: export
 #include "ddpm/eval/train.hpp"          // IWYU pragma: export
