@@ -206,6 +206,14 @@ DDPM_CUDA_CHUNK_BYTES=65536 timeout 90 "$B/ddpm_tests_cuda" -tc='cuda model:*' >
 rc=$?
 res=$(grep -E '^\[doctest\] (test cases|assertions)' "$logs/tests_cuda_chunked.log" | tr -s ' ' | tr '\n' ' ')
 [ $rc = 0 ] && step "model tests, DDPM_CUDA_CHUNK_BYTES=65536" pass "$res" || step "model tests, DDPM_CUDA_CHUNK_BYTES=65536" FAIL "rc $rc: $res $(grep -m3 -E 'ERROR|FAILED|error' "$logs/tests_cuda_chunked.log" | tr '\n' ' ' | head -c 400)"
+# a bad DDPM_CUDA_CHUNK_BYTES must fail with an error naming the variable
+DDPM_CUDA_CHUNK_BYTES=64k timeout 60 "$B/ddpm_tests_cuda" -tc='cuda ops: conv2d*' >"$logs/tests_cuda_bad_chunk.log" 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q 'DDPM_CUDA_CHUNK_BYTES="64k" is not a positive integer' "$logs/tests_cuda_bad_chunk.log"; then
+  step "DDPM_CUDA_CHUNK_BYTES=64k rejected" pass "rc $rc, the error names the variable"
+else
+  step "DDPM_CUDA_CHUNK_BYTES=64k rejected" FAIL "rc $rc: $(grep -m2 -E 'ERROR|error' "$logs/tests_cuda_bad_chunk.log" | tr '\n' ' ' | head -c 300)"
+fi
 if [ -x "$B/ddpm_tests_nccl" ]; then
   timeout 60 "$B/ddpm_tests_nccl" >"$logs/tests_nccl.log" 2>&1
   rc=$?
