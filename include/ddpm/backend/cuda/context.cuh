@@ -197,7 +197,7 @@ inline Context& ctx(const backend::Cuda& be) {
 }
 
 /// What a launcher holds while it queues work: the tag's device made current (restored after) and
-/// its context. `DDPM_CUDA_ON(be)` at the top of every Kernels<> member.
+/// its context. `const On on_(be);` opens every Kernels<>, LossKernels<> and TargetKernels<> member.
 struct On {
   explicit On(const backend::Cuda& be) : c(ctx(be)), guard(c.device) {}
   Context& c;
