@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -34,6 +35,9 @@
 #include "../common/outputs.hpp"
 #include "../common/sampling_options.hpp"
 #include "train_data.hpp"
+#if defined(DDPM_ANIME_HAVE_EVAL)
+#include "rgb_eval.hpp"
+#endif
 
 namespace fs = std::filesystem;
 using Backend = ddpm::backend::Cpu;
@@ -120,6 +124,10 @@ int main(int argc, char** argv) try {
   train->add_flag("--no-hflip", no_flip, "no random horizontal flips");
   SampleArgs sa;
   sa.add_options(*train);
+#if defined(DDPM_ANIME_HAVE_EVAL)
+  anime::RgbEvalArgs eval_args;
+  eval_args.add_options(*train);
+#endif
 
   auto* sample = app.add_subcommand("sample", "sample from a checkpoint (EMA weights by default)");
   std::string ckpt, sample_out;
@@ -187,6 +195,13 @@ int main(int argc, char** argv) try {
       tc.hflip = !no_flip;
       tc.sample_count = 16;
       tc.checkpoint_metadata = mo.to_metadata();
+#if defined(DDPM_ANIME_HAVE_EVAL)
+      std::optional<anime::RgbTrainingEval<B>> rgb_eval;
+      if (eval_args.every > 0) {
+        rgb_eval.emplace(eval_args, *model, data, cpu);
+        tc.on_step = rgb_eval->hook();
+      }
+#endif
       ddpm::Trainer<float, B> trainer(*model, tc);
       const fs::path default_ck = fs::path(out_dir) / "checkpoint.safetensors";
       if (resume.empty() && !fresh && fs::exists(default_ck)) resume = default_ck.string();
@@ -194,6 +209,9 @@ int main(int argc, char** argv) try {
         const auto ck = trainer.resume(resume);
         std::printf("resumed from %s at step %llu\n", resume.c_str(), (unsigned long long)ck.counters.step);
       }
+#if defined(DDPM_ANIME_HAVE_EVAL)
+      if (rgb_eval) rgb_eval->start(trainer, out_dir);
+#endif
       const auto s = trainer.fit(data);
       std::printf("trained steps %llu..%llu in %.0f s: %.2f img/s, loss %.4f (avg of last 100: %.4f)%s\n",
                   (unsigned long long)s.first_step, (unsigned long long)s.last_step, s.seconds, s.images_per_second,

@@ -4,7 +4,9 @@
 #   `sample` a 2x2 grid from the checkpoint and check grid.png's size from its PNG header;
 #   train from an idx4 file with --image-size 8 (resized: the option must take effect);
 #   bad input fails with an error naming the file or option: an empty folder, an undecodable
-#   image, grey images (folder and idx3), an --attn-res that is no level of the U-Net.
+#   image, grey images (folder and idx3), an --attn-res that is no level of the U-Net;
+#   with ddpm-eval (-DEVAL): train-encoder, train --eval-every (eval.csv rows), score-rgb of the
+#   grid, and an encoder of another size refused by name.
 # Run by ctest as: cmake -DEXE=<anime_faces> -DFIXTURE=<make_anime_fixture> -DWORK=<dir> -P this
 foreach(v EXE FIXTURE WORK)
   if(NOT DEFINED ${v})
@@ -89,5 +91,35 @@ expect_error("--attn-res not a level" ARGS --idx ${WORK}/in/rgb.idx4 --attn-res 
              EXPECT "--attn-res 5" "24x24" "levels of 24,12" "--attn-res 12")
 expect_error("--image-size not divisible" ARGS --data ${WORK}/in/colour --image-size 9
              EXPECT "--image-size" "multiple of 2")
+# 4. With ddpm-eval (-DEVAL=...): an RGB feature encoder for the 8x8 images, `train --eval-every 2`
+#    logs two evaluations in eval.csv, score-rgb scores the sampled grid, and an encoder of another
+#    size is refused by name.
+if(EVAL)
+  execute_process(COMMAND ${EVAL} --threads 2 train-encoder --data ${WORK}/in/colour --image-size 8
+                          --epochs 1 --out ${WORK}/enc8.safetensors
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  check_rc("ddpm-eval train-encoder" "${rc}" "${out}${err}")
+  execute_process(COMMAND ${EXE} --threads 2 train --data ${WORK}/in/colour --image-size 8 --steps 4
+                          --attn-res 4 ${tiny} --eval-every 2 --encoder ${WORK}/enc8.safetensors
+                          --eval-count 4 --eval-steps 2 --out ${WORK}/run_eval
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  check_rc("train --eval-every" "${rc}" "${out}${err}")
+  expect_in("train --eval-every" "${err}" "eval @ step 2: n=4 FD=" "eval @ step 4: n=4 FD=")
+  file(STRINGS ${WORK}/run_eval/eval.csv rows)
+  list(LENGTH rows nrows)
+  if(NOT nrows EQUAL 3)
+    message(FATAL_ERROR "anime_faces_smoke: eval.csv has ${nrows} lines, expected a header and 2 rows:\n${rows}")
+  endif()
+  execute_process(COMMAND ${EVAL} --threads 2 score-rgb --encoder ${WORK}/enc8.safetensors
+                          --samples ${grid} --real ${WORK}/in/colour
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  check_rc("ddpm-eval score-rgb" "${rc}" "${out}${err}")
+  expect_in("ddpm-eval score-rgb" "${err}" "n=4 FD=")
+  expect_in("ddpm-eval score-rgb" "${out}" "\"fd_real\"" "\"nearest_train\"")
+  expect_error("--encoder of another size"
+               ARGS --data ${WORK}/in/colour --image-size 16 --attn-res 8 --eval-every 1
+                    --encoder ${WORK}/enc8.safetensors
+               EXPECT "enc8.safetensors" "3x8x8" "3x16x16" "--image-size 16")
+endif()
 file(REMOVE_RECURSE ${WORK})
 message(STATUS "anime_faces smoke ok")
