@@ -3,7 +3,8 @@
 #   train from a folder (mixed sizes, non-square: centre-cropped) at 8x8 for 3 steps, then
 #   `sample` a 2x2 grid from the checkpoint and check grid.png's size from its PNG header;
 #   train from an idx4 file with --image-size 8 (resized: the option must take effect);
-#   bad input fails with an error naming the file or option: an empty folder, an undecodable
+#   bad input fails with an error naming the file or option: a folder without images (other
+#   files, or images only in a subfolder), an undecodable
 #   image, grey images (folder and idx3), an --attn-res that is no level of the U-Net;
 #   with ddpm-eval (-DEVAL): train-encoder, train --eval-every (eval.csv rows), score-rgb of the
 #   grid, and an encoder of another size refused by name.
@@ -83,7 +84,10 @@ function(expect_error what)
   endif()
   expect_in("${what}" "${err}" ${A_EXPECT})
 endfunction()
-expect_error("empty folder" ARGS --data ${WORK}/in/empty EXPECT "in/empty" "no image files")
+expect_error("no image file" ARGS --data ${WORK}/in/empty EXPECT "in/empty" "no image files"
+             "1 other file" "readme.txt")
+expect_error("images only in a subfolder" ARGS --data ${WORK}/in/nested
+             EXPECT "in/nested" "no image files" "1 subfolder" "faces" "not searched")
 expect_error("undecodable image" ARGS --data ${WORK}/in/broken EXPECT "b_not_an_image.png" "cannot decode image")
 expect_error("grey folder" ARGS --data ${WORK}/in/grey EXPECT "in/grey" "grey" "RGB")
 expect_error("grey idx3" ARGS --idx ${WORK}/in/grey.idx3 EXPECT "grey.idx3" "grey images" "idx4")

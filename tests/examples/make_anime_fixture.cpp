@@ -4,6 +4,7 @@
 //   colour/      12 colour PNGs of structured images (a disc on a gradient), sizes 20x16 and 16x16
 //   grey/        4 grey PNGs
 //   empty/       no image file (a text file only)
+//   nested/      no image file, a subfolder faces/ with 2 colour PNGs
 //   broken/      2 colour PNGs and one file named .png that is not an image
 //   rgb.idx4     12 colour images, 24 x 24 x 3 (idx4)
 //   grey.idx3    12 grey images, 24 x 24 (idx3)
@@ -41,13 +42,15 @@ int main(int argc, char** argv) try {
     return 2;
   }
   const fs::path out = argv[1];
-  for (const char* d : {"colour", "grey", "empty", "broken"}) fs::create_directories(out / d);
+  for (const char* d : {"colour", "grey", "empty", "broken", "nested/faces"}) fs::create_directories(out / d);
   for (std::size_t i = 0; i < 12; ++i)
     ddpm::io::write_png(out / "colour" / ("img" + std::to_string(i) + ".png"),
                         make(i, 16, i % 2 ? 20 : 16, 3));
   for (std::size_t i = 0; i < 4; ++i)
     ddpm::io::write_png(out / "grey" / ("g" + std::to_string(i) + ".png"), make(i, 16, 16, 1));
   std::ofstream(out / "empty" / "readme.txt") << "no images here\n";
+  for (std::size_t i = 0; i < 2; ++i)
+    ddpm::io::write_png(out / "nested" / "faces" / ("n" + std::to_string(i) + ".png"), make(i, 16, 16, 3));
   for (std::size_t i = 0; i < 2; ++i)
     ddpm::io::write_png(out / "broken" / ("a" + std::to_string(i) + ".png"), make(i, 16, 16, 3));
   std::ofstream(out / "broken" / "b_not_an_image.png") << "this is text, not a PNG\n";

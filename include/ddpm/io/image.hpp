@@ -62,7 +62,8 @@ inline constexpr std::size_t max_image_file_bytes = std::size_t{1} << 30;
 /// (else squashed), then resized with resize_area_or_bilinear. `max_images` > 0 keeps only the
 /// first max_images files.
 /// @pre size in [1, 8192]; channels is 1, 3 or 4.
-/// @throws IoError(dir, ...) if the folder is missing or holds no image file;
+/// @throws IoError(dir, ...) if the folder is missing or holds no image file (the message says
+///         whether it is empty, or holds only subfolders or other files, naming one);
 ///         IoError(file, ...) naming the first image that cannot be read.
 [[nodiscard]] inline ImageDataset load_image_folder(const std::filesystem::path& dir,
                                                     std::size_t size, std::size_t channels = 3,
@@ -361,18 +362,36 @@ inline ImageDataset load_image_folder(const std::filesystem::path& dir, std::siz
   }
   std::vector<std::filesystem::path> files;
   std::error_code ec;
+  std::size_t subdirs = 0, others = 0;  // for the message when no image file is found
+  std::string first_subdir, first_other;
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::filesystem::path& p = it->path();
     const std::string fname = p.filename().string();
-    if (fname.empty() || fname[0] == '.' || !detail::has_image_extension(p)) continue;
     std::error_code ec2;
-    if (!it->is_regular_file(ec2)) continue;
+    if (it->is_directory(ec2)) {
+      if (subdirs++ == 0) first_subdir = fname;
+      continue;
+    }
+    if (fname.empty() || fname[0] == '.' || !detail::has_image_extension(p) ||
+        !it->is_regular_file(ec2)) {
+      if (others++ == 0) first_other = fname;
+      continue;
+    }
     files.push_back(p);
   }
   if (ec) throw IoError(dname, "cannot list the folder: " + ec.message());
-  if (files.empty())
-    throw IoError(dname,
-                  "no image files (.png .jpg .jpeg .bmp .tga .gif .ppm .pgm .pnm) in the folder");
+  if (files.empty()) {
+    std::string msg = "no image files (.png .jpg .jpeg .bmp .tga .gif .ppm .pgm .pnm) in the folder";
+    if (subdirs > 0)
+      msg += detail::cat("; it holds ", subdirs, " subfolder", subdirs > 1 ? "s" : "", " (e.g. '",
+                         first_subdir,
+                         "'): subfolders are not searched, give the folder that holds the images");
+    if (others > 0)
+      msg += detail::cat("; it holds ", others, " other file", others > 1 ? "s" : "", " (e.g. '",
+                         first_other, "')");
+    if (subdirs == 0 && others == 0) msg += " (it is empty)";
+    throw IoError(dname, msg);
+  }
   std::sort(files.begin(), files.end());
   if (max_images > 0 && files.size() > max_images) files.resize(max_images);
 
