@@ -247,19 +247,7 @@ int main(int argc, char** argv) try {
       }
       const auto in = examples::load_edit_inputs(ed, c, size);
       o.num_samples = in.n;
-      if (*i2i) {
-        const auto r = model->img2img(se.spec(), in.images, ed.strength, o);
-        done("img2img", in.n);
-        examples::write_rows(out / "strip.png", {&in.images, &r.images}, in.n, c, size, 1);
-        std::printf("rows: inputs, results (strength %.2f)\n", ed.strength);
-      } else {
-        const auto mask = examples::make_mask(ed, size);
-        const auto r = model->inpaint(se.spec(), in.images, mask, {.jumps = ed.jumps}, o);
-        done("inpaint", in.n);
-        const auto shown = examples::masked_view(in.images, mask, c);
-        examples::write_rows(out / "strip.png", {&in.images, &shown, &r.images}, in.n, c, size, 1);
-        std::printf("rows: inputs, known pixels, results\n");
-      }
+      examples::run_image_edit(*model, se.spec(), bool(*i2i), ed, in, o, out, c, size, 1, done);
       return 0;
     }
     const auto meta = ddpm::io::SafeTensorsFile::load(ckpt).metadata();

@@ -191,4 +191,27 @@ inline void write_rows(const std::filesystem::path& path, const std::vector<cons
   std::printf("wrote %s\n", path.string().c_str());
 }
 
+/// The img2img (when `img2img`) or inpainting edit of `in` with `model`, written as a strip to
+/// <out>/strip.png (rows: inputs and results; for inpainting also the known pixels). `done(what,
+/// n)` reports the time. Shared by the mnist and anime_faces edit subcommands.
+template <class Model, class Done>
+void run_image_edit(Model& model, const ddpm::SamplerSpec& spec, bool img2img, const EditArgs& ed,
+                    const EditInputs& in, const ddpm::SampleOptions& o,
+                    const std::filesystem::path& out, std::size_t c, std::size_t size,
+                    std::size_t upscale, Done&& done) {
+  if (img2img) {
+    const auto r = model.img2img(spec, in.images, ed.strength, o);
+    done("img2img", in.n);
+    write_rows(out / "strip.png", {&in.images, &r.images}, in.n, c, size, upscale);
+    std::printf("rows: inputs, results (strength %.2f)\n", ed.strength);
+  } else {
+    const auto mask = make_mask(ed, size);
+    const auto r = model.inpaint(spec, in.images, mask, {.jumps = ed.jumps}, o);
+    done("inpaint", in.n);
+    const auto shown = masked_view(in.images, mask, c);
+    write_rows(out / "strip.png", {&in.images, &shown, &r.images}, in.n, c, size, upscale);
+    std::printf("rows: inputs, known pixels, results\n");
+  }
+}
+
 }  // namespace examples
