@@ -234,18 +234,25 @@ struct Solver<sampler::Ddim> : CoefSolver {
   Solver(const sampler::Ddim& p, const std::vector<double>& abar) : CoefSolver(sampler_steps(abar, p)) {}
 };
 
-template <>
-struct Solver<sampler::DpmSolverPP> {
-  static constexpr bool one_step = false;
+/// What the plan-based solvers share: the plan of a policy with steps, spacing and rho.
+struct PlanSolver {
   Plan p;
+  template <class Policy>
+  PlanSolver(const Policy& s, const std::vector<double>& abar)
+      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)) {}
+  [[nodiscard]] std::size_t size() const { return p.size(); }
+  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+};
+
+template <>
+struct Solver<sampler::DpmSolverPP> : PlanSolver {
+  static constexpr bool one_step = false;
   bool sde;
   std::size_t cur = 0;
   bool have_prev = false;
   double h_prev = 0;
   Solver(const sampler::DpmSolverPP& s, const std::vector<double>& abar)
-      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)), sde(s.sde) {}
-  [[nodiscard]] std::size_t size() const { return p.size(); }
-  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+      : PlanSolver(s, abar), sde(s.sde) {}
   void reset() { cur = 0, have_prev = false, h_prev = 0; }
   template <class Ctx, class W>
   void step(Ctx& c, std::size_t k, W& w) {
@@ -277,13 +284,10 @@ struct Solver<sampler::DpmSolverPP> {
 };
 
 template <>
-struct Solver<sampler::Euler> {
+struct Solver<sampler::Euler> : PlanSolver {
   static constexpr bool one_step = true;
-  Plan p;
   Solver(const sampler::Euler& s, const std::vector<double>& abar)
-      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)) {}
-  [[nodiscard]] std::size_t size() const { return p.size(); }
-  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+      : PlanSolver(s, abar) {}
   void reset() {}
   template <class Ctx, class W>
   void step(Ctx& c, std::size_t k, W& w) {
@@ -301,13 +305,10 @@ struct Solver<sampler::Euler> {
 };
 
 template <>
-struct Solver<sampler::Heun> {
+struct Solver<sampler::Heun> : PlanSolver {
   static constexpr bool one_step = true;
-  Plan p;
   Solver(const sampler::Heun& s, const std::vector<double>& abar)
-      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)) {}
-  [[nodiscard]] std::size_t size() const { return p.size(); }
-  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+      : PlanSolver(s, abar) {}
   void reset() {}
   template <class Ctx, class W>
   void step(Ctx& c, std::size_t k, W& w) {
@@ -326,17 +327,14 @@ struct Solver<sampler::Heun> {
 };
 
 template <>
-struct Solver<sampler::UniPC> {
+struct Solver<sampler::UniPC> : PlanSolver {
   static constexpr bool one_step = false;
-  Plan p;
   bool corrector;
   std::size_t head = 0;        ///< hist[head]: x0_hat at the previous plan point
   std::size_t done = 0;        ///< steps taken since reset
   std::size_t this_order = 1;  ///< order of the last predictor step
   Solver(const sampler::UniPC& s, const std::vector<double>& abar)
-      : p(abar, sampler::plan_timesteps(abar, s.steps, s.spacing, s.rho)), corrector(s.corrector) {}
-  [[nodiscard]] std::size_t size() const { return p.size(); }
-  [[nodiscard]] std::int32_t t(std::size_t k) const { return p.ts[k]; }
+      : PlanSolver(s, abar), corrector(s.corrector) {}
   void reset() { head = 0, done = 0, this_order = 1; }
   template <class Ctx, class W>
   void step(Ctx& c, std::size_t k, W& w) {
