@@ -269,8 +269,10 @@ TEST_CASE("image: a JPEG scan that uses an undefined Huffman table is refused be
   // Regression of tests/fuzz/fuzz_image: stb_image 2.27 then decodes with uninitialised tables
   // and reads far out of bounds (corpus/image/crash_fuzzer_jpeg_undefined_table_*.jpg).
   TempDir dir;
-  const std::vector<std::uint8_t> soi_sof{0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8,
-                                          1,    1,    0x11, 0};  // baseline 8x8, 1 component
+  std::vector<std::uint8_t> soi_sof{0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x43, 0x00};  // DQT 0: all 1
+  soi_sof.insert(soi_sof.end(), 64, 1);
+  for (std::uint8_t b : {0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0})
+    soi_sof.push_back(b);  // baseline 8x8, 1 component (id 1, quantization table 0)
   // DHT with one code of length 1 for table class `tc` (0 DC, 1 AC), id 0.
   auto dht = [](std::uint8_t tc) {
     std::vector<std::uint8_t> d{0xFF, 0xC4, 0x00, 0x14, std::uint8_t(tc << 4), 1};
@@ -298,4 +300,42 @@ TEST_CASE("image: a JPEG scan that uses an undefined Huffman table is refused be
     const auto file = std::filesystem::path(DDPM_SOURCE_DIR) / "tests/fuzz/corpus/image" / name;
     CHECK(ddpm::io::read_image(file, 3).w == 37);
   }
+}
+
+TEST_CASE("image: a JPEG scan of a component whose quantization table is undefined is refused") {
+  // Regression of tests/fuzz/fuzz_image: stb_image 2.27 dequantises with uninitialised memory,
+  // so the decoded pixels change from run to run and the products overflow int
+  // (corpus/image/crash_fuzzer_jpeg_undefined_quant_*.jpg).
+  TempDir dir;
+  auto jpeg_with = [](std::uint8_t tq, bool with_dqt) {
+    std::vector<std::uint8_t> j{0xFF, 0xD8};
+    if (with_dqt) {
+      for (std::uint8_t b : {0xFF, 0xDB, 0x00, 0x43, 0x00}) j.push_back(b);  // defines table 0
+      j.insert(j.end(), 64, 2);
+    }
+    for (std::uint8_t b : {0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0}) j.push_back(b);
+    j[j.size() - 1] = tq;  // the component's quantization table
+    for (std::uint8_t tc : {0, 1}) {  // DC and AC table 0: one code of length 1
+      for (std::uint8_t b : {0xFF, 0xC4, 0x00, 0x14}) j.push_back(b);
+      j.push_back(std::uint8_t(tc << 4));
+      j.push_back(1);
+      j.insert(j.end(), 16, 0);
+    }
+    for (std::uint8_t b : {0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0, 0x00, 0xFF, 0xD9})
+      j.push_back(b);
+    return j;
+  };
+  const auto p = dir / "no_dqt.jpg";
+  write_bytes(p, jpeg_with(0, false));
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p, 1), p.string(),
+                      "a scan uses a quantization table the file does not define");
+  write_bytes(p, jpeg_with(1, true));  // table 1 is used, only table 0 defined
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p, 1), p.string(),
+                      "a scan uses a quantization table the file does not define");
+  const auto ok = jpeg_with(0, true);
+  CHECK(ddpm::io::detail::jpeg_hazard(std::as_bytes(std::span(ok))) == nullptr);
+  // The file the fuzzer found (no DQT at all) is refused by name.
+  const auto found = std::filesystem::path(DDPM_SOURCE_DIR) /
+                     "tests/fuzz/corpus/image/crash_fuzzer_jpeg_undefined_quant_5d7347e1.jpg";
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(found, 3), found.string(), "quantization table");
 }

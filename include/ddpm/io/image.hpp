@@ -150,7 +150,10 @@ inline bool has_image_extension(const std::filesystem::path& p) {
 /// tests/fuzz/fuzz_image:
 ///  * a Huffman table segment (DHT) with more than 256 codes: it writes past its tables;
 ///  * a scan that uses a Huffman table no DHT defined: it decodes with uninitialised (malloc'ed)
-///    tables and indexes memory far out of bounds.
+///    tables and indexes memory far out of bounds;
+///  * a scan of a component whose quantization table no DQT defined: it multiplies by
+///    uninitialised (malloc'ed) values, so the pixels are garbage that changes from run to run
+///    and the products overflow int (undefined behaviour).
 /// The scan follows the marker segments the way stb_image reads them: lengths between markers,
 /// entropy-coded data after a scan header up to the next 0xFF that is not a stuffed 0xFF00 or a
 /// restart marker. Files that are not JPEG, or that stb_image rejects anyway, pass.
@@ -163,6 +166,8 @@ inline bool has_image_extension(const std::filesystem::path& p) {
   if (i == 0 || at(i) != 0xD8) return nullptr;  // not a JPEG
   ++i;
   bool defined[2][4] = {};  // [DC, AC][table id]
+  bool quant_defined[4] = {};
+  unsigned frame_id[4] = {}, frame_tq[4] = {}, frame_n = 0;  // the frame's components
   bool progressive = false;
   while (i + 1 < n) {
     if (at(i) != 0xFF) {  // entropy-coded data or junk between segments
@@ -181,6 +186,27 @@ inline bool has_image_extension(const std::filesystem::path& p) {
     if (m == 0xD9) return nullptr;  // end of image
     const std::size_t len = (std::size_t(at(i + 2)) << 8) | at(i + 3);
     if (m == 0xC2) progressive = true;  // the only progressive frame stb_image decodes
+    if (m == 0xC0 || m == 0xC1 || m == 0xC2) {
+      // SOF: P, Y, X, Nf, Nf x (component id, sampling, quantization table)
+      frame_n = std::min(at(i + 9), 4u);
+      for (unsigned c = 0; c < frame_n; ++c) {
+        frame_id[c] = at(i + 10 + 3 * c);
+        frame_tq[c] = at(i + 12 + 3 * c);
+      }
+    }
+    if (m == 0xDB) {
+      // DQT: (precision << 4 | id, 64 one- or two-byte entries) while the segment lasts.
+      long left = long(len) - 2;
+      std::size_t p = i + 4;
+      while (left > 0) {
+        const unsigned pq = at(p) >> 4, tq = at(p) & 15;
+        if (pq > 1 || tq > 3) break;  // stb_image refuses the file itself
+        quant_defined[tq] = true;
+        const std::size_t size = pq ? 129 : 65;
+        p += size;
+        left -= long(size);
+      }
+    }
     if (m == 0xC4) {
       // DHT: tables of 1 + 16 + count bytes while the segment's length lasts (as stb reads it).
       long left = long(len) - 2;
@@ -202,6 +228,9 @@ inline bool has_image_extension(const std::filesystem::path& p) {
       const unsigned ns = at(i + 4);
       const unsigned ss = at(i + 5 + 2 * ns), ah = at(i + 7 + 2 * ns) >> 4;
       for (unsigned c = 0; c < ns && c < 4; ++c) {
+        for (unsigned f = 0; f < frame_n; ++f)
+          if (frame_id[f] == at(i + 5 + 2 * c) && frame_tq[f] <= 3 && !quant_defined[frame_tq[f]])
+            return "a scan uses a quantization table the file does not define";
         const unsigned td = at(i + 6 + 2 * c) >> 4, ta = at(i + 6 + 2 * c) & 15;
         const bool use_dc = !progressive || (ss == 0 && ah == 0);
         const bool use_ac = !progressive || ss != 0;

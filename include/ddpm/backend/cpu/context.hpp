@@ -70,8 +70,18 @@ class Context {
     return arena_.execute(std::forward<F>(f));
   }
 
+  /// Grows slot `slot` of every thread's scratch to at least `count` floats. Call it outside
+  /// parallel regions, before a loop whose tasks ask thread_scratch(slot, <= count): then the
+  /// memory a call allocates depends on the shapes only, not on which threads the scheduler
+  /// happened to give tasks to (so a second call of the same shapes allocates nothing).
+  void reserve_thread_scratch(std::size_t slot, std::size_t count) {
+    for (int t = 0; t < threads_; ++t)
+      thread_scratch_[static_cast<std::size_t>(t) * scratch_slots + slot]->get(count);
+  }
+
   /// Scratch private to the calling worker thread, slot 0..scratch_slots-1. Call only from inside
-  /// execute(). Valid until the same thread asks for the same slot again.
+  /// execute(). Valid until the same thread asks for the same slot again. Grows when needed; call
+  /// reserve_thread_scratch first so that growth does not depend on scheduling.
   float* thread_scratch(std::size_t slot, std::size_t count) {
     int idx = tbb::this_task_arena::current_thread_index();
     if (idx < 0 || idx >= threads_) idx = 0;  // not inside the arena: fall back to slot of worker 0

@@ -88,6 +88,8 @@ inline void forward_gemm_prepacked(Context& ctx, const Conv2dShape& s, const flo
   const std::size_t M = s.c_out, K = s.c_in * s.kernel * s.kernel, hwo = s.h_out() * s.w_out();
   const std::size_t hw = s.h * s.w;
   const std::size_t chunk = column_chunk(hwo), nchunks = (hwo + chunk - 1) / chunk;
+  ctx.reserve_thread_scratch(slot_col, chunk + 16);
+  ctx.reserve_thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, chunk, K));
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, s.n * nchunks, 1),
@@ -173,6 +175,8 @@ inline void backward_data_gemm_col2im(Context& ctx, const Conv2dShape& s, const 
   const std::size_t hw = s.h * s.w;
   float* wp = ctx.shared_scratch(slot_weights, gemm::prepacked_a_size(M, K));
   gemm::prepack_a(true, w, M, M, K, wp);
+  ctx.reserve_thread_scratch(slot_col, M * hwo);
+  ctx.reserve_thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, hwo, K));
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, s.n, 1),

@@ -149,6 +149,7 @@ inline void forward(Context& ctx, const Conv2dShape& s, const float* x, const fl
   const std::size_t co_block =
       s.n >= 8 ? s.c_out : std::max<std::size_t>(3, gemm::round_up((s.c_out + 7) / 8, 3));
   const std::size_t cob_n = (s.c_out + co_block - 1) / co_block;
+  ctx.reserve_thread_scratch(1, s.c_in * hp * wp);
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, s.n * cob_n, 1),
@@ -192,6 +193,7 @@ inline void weight_gradient3(Context& ctx, const Conv2dShape& s, const float* x,
   constexpr std::size_t k = 3, kk = 9;
   const std::size_t ho = s.h_out(), wo = s.w_out();
   const std::size_t wp = padded_width(wo, k), hp = ho + k - 1, wv = gemm::round_up(wo, lanes);
+  ctx.reserve_thread_scratch(1, hp * wp + wv + 64);
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, s.c_out * s.c_in, 1),

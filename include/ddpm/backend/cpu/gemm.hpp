@@ -537,6 +537,7 @@ void gemm_blocked_parallel(Context& ctx, std::size_t M, std::size_t N, std::size
   if (M == 0 || N == 0) return;
   const std::size_t flops = M * N * std::max<std::size_t>(K, 1);
   if (ctx.threads() == 1 || flops < (std::size_t{1} << 20) || K == 0 || alpha == 0.0f) {
+    ctx.reserve_thread_scratch(scratch_slot, workspace_size(M, N, K));
     ctx.execute([&] {
       gemm_blocked(M, N, K, alpha, pa, pb, beta, C, ldc,
                    ctx.thread_scratch(scratch_slot, workspace_size(M, N, K)));
@@ -546,6 +547,7 @@ void gemm_blocked_parallel(Context& ctx, std::size_t M, std::size_t N, std::size
   const std::size_t kmax = k_block(K);
   float* bbuf = ctx.shared_scratch(scratch_slot, round_up(std::min(N, nc), nr) * kmax + 64);
   const std::size_t a_floats = round_up(std::min(M, mc), mr) * kmax;
+  ctx.reserve_thread_scratch(scratch_slot, a_floats);
   ctx.execute([&] {
     for (std::size_t jc = 0; jc < N; jc += nc) {
       const std::size_t n = std::min(nc, N - jc);

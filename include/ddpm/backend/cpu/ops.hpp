@@ -287,6 +287,7 @@ struct Ops<backend::Cpu> {
       // part[(n C + ch) 2 + {0, 1}] = (sum g, sum g xhat) of sample n, channel ch, in double.
       auto* part = reinterpret_cast<double*>(ctx.shared_scratch(ops_slot, 2 * 2 * N * C));
       const bool want_dx = !dx.empty();
+      if (silu && want_dx) ctx.reserve_thread_scratch(ops_slot, M);
       auto one_group = [&](std::size_t ng) {
         const std::size_t n = ng / G, g = ng % G;
         const float mu = mean[ng], r = rstd[ng];
@@ -461,7 +462,7 @@ struct Ops<backend::Cpu> {
         for (std::size_t i = 0; i < P; ++i) detail::cpu::softmax_row(pr + i * P, P);
         gemm(false, true, C, P, P, 1.0f, v, P, pr, P, 0.0f, out.data() + n * C * P, P);
       };
-      for_samples(ctx, N, one);
+      for_samples(ctx, N, attention_gemm_workspace(C, P), one);
     }
   }
   /// dqkv = d(out)/d(qkv) applied to dout (assigned, not accumulated). Per sample:
@@ -492,7 +493,8 @@ struct Ops<backend::Cpu> {
         gemm(false, true, C, P, P, scale, k, P, ds, P, 0.0f, dq, P);
         gemm(false, false, C, P, P, scale, q, P, ds, P, 0.0f, dk, P);
       };
-      for_samples(ctx, N, one);
+      if (N > 1) ctx.reserve_thread_scratch(detail::cpu::ops_slot, P * P);
+      for_samples(ctx, N, attention_gemm_workspace(C, P), one);
     }
   }
 
@@ -897,10 +899,20 @@ struct Ops<backend::Cpu> {
     return s;
   }
 
+  /// Packing memory of the single-thread GEMMs of one attention sample (shapes (P, P, C), (C, P, P)
+  /// and (C, P, C)).
+  static std::size_t attention_gemm_workspace(std::size_t C, std::size_t P) {
+    using detail::cpu::gemm::workspace_size;
+    return std::max({workspace_size(P, P, C), workspace_size(C, P, P), workspace_size(P, C, P)});
+  }
+
   /// Runs one(n, gemm) for every sample: in parallel with the single-thread GEMM when N > 1, on
-  /// the calling thread with the parallel GEMM when N == 1 (a choice made by shape only).
+  /// the calling thread with the parallel GEMM when N == 1 (a choice made by shape only). The
+  /// single-thread GEMMs pack into thread scratch (gemm::scratch_slot), reserved for every thread
+  /// at `workspace` floats beforehand.
   template <class One>
-  static void for_samples(detail::cpu::Context& ctx, std::size_t N, One& one) {
+  static void for_samples(detail::cpu::Context& ctx, std::size_t N, std::size_t workspace,
+                          One& one) {
     if (N == 1) {
       auto gemm = [&ctx](bool ta, bool tb, std::size_t M, std::size_t Nn, std::size_t K, float alpha,
                          const float* A, std::size_t lda, const float* Bm, std::size_t ldb,
@@ -910,10 +922,13 @@ struct Ops<backend::Cpu> {
       one(std::size_t{0}, gemm);
       return;
     }
-    auto gemm = [](bool ta, bool tb, std::size_t M, std::size_t Nn, std::size_t K, float alpha,
-                   const float* A, std::size_t lda, const float* Bm, std::size_t ldb, float beta,
-                   float* Cm, std::size_t ldc) {
-      detail::cpu::sgemm(ta, tb, M, Nn, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
+    namespace g = detail::cpu::gemm;
+    ctx.reserve_thread_scratch(g::scratch_slot, workspace);
+    auto gemm = [&ctx](bool ta, bool tb, std::size_t M, std::size_t Nn, std::size_t K, float alpha,
+                       const float* A, std::size_t lda, const float* Bm, std::size_t ldb,
+                       float beta, float* Cm, std::size_t ldc) {
+      g::sgemm_serial(ta, tb, M, Nn, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc,
+                      ctx.thread_scratch(g::scratch_slot, g::workspace_size(M, Nn, K)));
     };
     detail::cpu::parallel_chunks(ctx, N, 1, 1, [&](std::size_t b, std::size_t e) {
       for (std::size_t n = b; n < e; ++n) one(n, gemm);

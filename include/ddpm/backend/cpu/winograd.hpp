@@ -481,6 +481,13 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
   const bool exact = p.h % m == 0 && p.w % m == 0;
   // AVX-512 kernel level: the transforms take 16 tiles per call (bitwise the same results).
   const bool wide = use_avx512();
+  const std::size_t band_w = tw * m + 2;
+  // where the output transform writes the tiles past the last one (4 rows of either stride;
+  // finite, as it may be read back when accumulating)
+  const std::size_t sink_size = m * std::max(p.w, band_w);
+  ctx.reserve_thread_scratch(0, block_scratch(p, blk));
+  ctx.reserve_thread_scratch(1, (T / tw + 2) * 6 * band_w);
+  ctx.reserve_thread_scratch(2, sink_size);
   ctx.execute([&] {
     // 1. weight transform, parallel over groups of 6 output channels
     tbb::parallel_for(
@@ -494,11 +501,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
         tbb::blocked_range<std::size_t>(0, blk.blocks, 1),
         [&](const tbb::blocked_range<std::size_t>& r) {
           float* scratch = ctx.thread_scratch(0, block_scratch(p, blk));
-          const std::size_t band_w = tw * m + 2;
           float* band_buf = ctx.thread_scratch(1, (T / tw + 2) * 6 * band_w);
-          // where the output transform writes the tiles past the last one (4 rows of either
-          // stride; finite, as it may be read back when accumulating)
-          const std::size_t sink_size = m * std::max(p.w, band_w);
           float* sink = ctx.thread_scratch(2, sink_size);
           std::fill_n(sink, sink_size, 0.0f);
           const std::size_t v_stride = point_stride(ci_n * T), m_stride = point_stride(cop * T);
@@ -747,6 +750,7 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
     float* dt = xt + points * x_stride;
     const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
     const std::size_t band_w = tw * m + 2;
+    ctx.reserve_thread_scratch(1, 9 * 6 * band_w);
     ctx.execute([&] {
       for (std::size_t b = 0; b < blocks; ++b) {
         const std::size_t t0 = b * T, nt = std::min(T, total - t0);
