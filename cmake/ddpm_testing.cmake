@@ -133,11 +133,14 @@ endif()
 #    the target's LLVMFuzzerTestOneInput, built with the project's compiler: part of the default
 #    run (and of the sanitizers preset, where it runs under ASan + UBSan).
 # 2. Short fuzzing runs (ctest label "fuzz"): each target is built with clang's libFuzzer, ASan
-#    and UBSan and fuzzes for DDPM_FUZZ_SECONDS, starting from the seed corpus (new inputs go to
+#    and UBSan and tries DDPM_FUZZ_RUNS inputs from seed DDPM_FUZZ_SEED (reproducible; at most
+#    DDPM_FUZZ_SECONDS), starting from the seed corpus (new inputs go to
 #    the build folder, never into the source tree). Without clang++ and libFuzzer these tests
 #    report "skipped". Long runs: see tests/fuzz/README.md.
 if(DDPM_HAVE_IO)
-  set(DDPM_FUZZ_SECONDS 15 CACHE STRING "Seconds each libFuzzer target fuzzes in the test suite (label fuzz)")
+  set(DDPM_FUZZ_RUNS 40000 CACHE STRING "Inputs each libFuzzer target tries in the test suite (label fuzz)")
+  set(DDPM_FUZZ_SECONDS 60 CACHE STRING "At most this many seconds per libFuzzer target in the test suite")
+  set(DDPM_FUZZ_SEED 1 CACHE STRING "libFuzzer -seed of the test-suite runs (0: a new random seed each run)")
   set(ddpm_fuzz_targets idx safetensors image)
   foreach(t IN LISTS ddpm_fuzz_targets)
     add_executable(ddpm_fuzz_replay_${t} ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_${t}.cpp
@@ -168,7 +171,7 @@ if(DDPM_HAVE_IO)
   endif()
 
   if(DDPM_FUZZ_CXX)
-    message(STATUS "ddpm: libFuzzer targets built with ${DDPM_FUZZ_CXX}; ctest label fuzz runs each for ${DDPM_FUZZ_SECONDS} s")
+    message(STATUS "ddpm: libFuzzer targets built with ${DDPM_FUZZ_CXX}; ctest label fuzz runs each for ${DDPM_FUZZ_RUNS} inputs (seed ${DDPM_FUZZ_SEED}, at most ${DDPM_FUZZ_SECONDS} s)")
     set(fuzz_dir ${CMAKE_BINARY_DIR}/fuzz)
     foreach(t IN LISTS ddpm_fuzz_targets)
       set(exe ${fuzz_dir}/fuzz_${t})
@@ -208,9 +211,14 @@ if(DDPM_HAVE_IO)
         COMMENT "Linking libFuzzer target fuzz_${t}"
         VERBATIM)
       add_custom_target(ddpm_fuzz_${t} ALL DEPENDS ${exe})
-      file(MAKE_DIRECTORY ${fuzz_dir}/corpus_${t})
+      # A fixed seed, a fixed number of runs and a fresh output corpus: the run tries the same
+      # inputs on every machine with the same compiler (a prefix of them when the time cap stops
+      # it first), so the default test run is reproducible; exploration is for long runs by hand.
       add_test(NAME fuzz.${t}
-               COMMAND ${exe} ${fuzz_dir}/corpus_${t} ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/${t}
+               COMMAND sh -c "rm -rf \"$1\" && mkdir -p \"$1\" && shift && exec \"$@\"" fuzz
+                       ${fuzz_dir}/corpus_${t} ${exe} ${fuzz_dir}/corpus_${t}
+                       ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/${t}
+                       -seed=${DDPM_FUZZ_SEED} -runs=${DDPM_FUZZ_RUNS}
                        -max_total_time=${DDPM_FUZZ_SECONDS} -timeout=20 -rss_limit_mb=2048
                        -print_final_stats=1 -artifact_prefix=${fuzz_dir}/artifacts_${t}_
                WORKING_DIRECTORY ${fuzz_dir})

@@ -11,10 +11,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // A few bytes can declare a huge image (an RLE TGA of 7200 x 11288 in 60 bytes) that stb_image
   // then fills pixel by pixel: bounded by max_image_pixels, but seconds per input under the
   // sanitizers. Such inputs exercise no other code, so the fuzzer skips them to keep its speed.
-  // (stbi_info_from_memory only after the JPEG guard of decode_image: it parses the tables too.)
+  // (stbi_info_from_memory only after the guards of decode_image: it parses headers too.)
   const auto bytes = std::as_bytes(std::span(data, size));
   int w = 0, h = 0, comp = 0;
-  if (size <= (std::size_t{1} << 30) && ddpm::io::detail::jpeg_hazard(bytes) == nullptr &&
+  if (size <= (std::size_t{1} << 30) && ddpm::io::detail::stb_hazard(bytes).reason == nullptr &&
       stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp) &&
       static_cast<long long>(w) * h > (1ll << 16))
     return 0;

@@ -302,6 +302,33 @@ TEST_CASE("image: a JPEG scan that uses an undefined Huffman table is refused be
   }
 }
 
+TEST_CASE("image: a PNM header number that overflows int is refused before stb_image sees it") {
+  // Regression of tests/fuzz/fuzz_image: stb_image 2.27 accumulates the width, height and maximum
+  // value in an int without a bound (corpus/image/crash_fuzzer_pnm_int_overflow_*.pgm).
+  TempDir dir;
+  const auto ok = dir / "ok.pgm";
+  std::vector<std::uint8_t> pgm;
+  for (char ch : std::string("P5\n# a comment\n3 2\n255\n")) pgm.push_back(std::uint8_t(ch));
+  for (std::uint8_t v : {0, 50, 100, 150, 200, 250}) pgm.push_back(v);
+  write_bytes(ok, pgm);
+  const auto img = ddpm::io::read_image(ok, 1);
+  CHECK(img.w == 3);
+  CHECK(img.h == 2);
+  CHECK(img.px[5] == 250);
+  for (const std::string header : {"P5 55555555555 2 255\n", "P6\n3 2 4294967296\n",
+                                   "P5\n#c\n3\n9999999999\n255\n"}) {
+    std::vector<std::uint8_t> bad(header.begin(), header.end());
+    bad.insert(bad.end(), 18, 7);
+    const auto p = dir / "bad.pgm";
+    write_bytes(p, bad);
+    DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p, 1), p.string(),
+                        "corrupt PNM (a header number does not fit in an int)");
+  }
+  const auto found = std::filesystem::path(DDPM_SOURCE_DIR) /
+                     "tests/fuzz/corpus/image/crash_fuzzer_pnm_int_overflow_c0b85926.pgm";
+  DDPM_CHECK_IO_ERROR(ddpm::io::read_image(found, 3), found.string(), "corrupt PNM");
+}
+
 TEST_CASE("image: a JPEG scan of a component whose quantization table is undefined is refused") {
   // Regression of tests/fuzz/fuzz_image: stb_image 2.27 dequantises with uninitialised memory,
   // so the decoded pixels change from run to run and the products overflow int

@@ -243,6 +243,34 @@ inline bool has_image_extension(const std::filesystem::path& p) {
   return nullptr;
 }
 
+/// Why stb_image (2.27) must not see a binary PNM (P5/P6), or nullptr. Its header reader
+/// accumulates each decimal number (width, height, maximum value) in an int without a bound, so a
+/// number of ten or more digits overflows (undefined behaviour; fixed upstream in 2.28): found by
+/// fuzz_image. Such a header is corrupt anyway (max_image_pixels is far smaller). The scan
+/// follows stb_image: whitespace and '#' comments to the end of the line before each number.
+[[nodiscard]] inline const char* pnm_hazard(std::span<const std::byte> b) noexcept {
+  const std::size_t n = b.size();
+  auto at = [&](std::size_t i) { return i < n ? std::to_integer<char>(b[i]) : '\0'; };
+  if (n < 2 || at(0) != 'P' || (at(1) != '5' && at(1) != '6')) return nullptr;
+  auto space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+  };
+  std::size_t i = 2;
+  for (int number = 0; number < 3 && i < n; ++number) {
+    for (;;) {  // whitespace and comments
+      while (i < n && space(at(i))) ++i;
+      if (i >= n || at(i) != '#') break;
+      while (i < n && at(i) != '\n' && at(i) != '\r') ++i;
+    }
+    long long v = 0;
+    for (; i < n && at(i) >= '0' && at(i) <= '9'; ++i) {
+      v = v * 10 + (at(i) - '0');
+      if (v > INT_MAX) return "a header number does not fit in an int";
+    }
+  }
+  return nullptr;
+}
+
 /// Why stb_image (2.27) must not see a PNG, or nullptr. A chunk whose declared length runs past
 /// the end of the file makes stb_image grow its IDAT buffer to that length first (up to 2 GiB for
 /// a 100-byte file: found by fuzz_image) and only then find the data missing; such a file is
@@ -267,6 +295,18 @@ inline bool has_image_extension(const std::filesystem::path& p) {
   return nullptr;  // no IEND: stb_image decides (it reports missing data itself)
 }
 
+/// The first reason stb_image (2.27) must not see these bytes, with the format it concerns.
+struct StbHazard {
+  const char* format = nullptr;  ///< "JPEG", "PNG" or "PNM"
+  const char* reason = nullptr;  ///< nullptr: no known hazard
+};
+[[nodiscard]] inline StbHazard stb_hazard(std::span<const std::byte> b) noexcept {
+  if (const char* r = jpeg_hazard(b)) return {"JPEG", r};
+  if (const char* r = png_hazard(b)) return {"PNG", r};
+  if (const char* r = pnm_hazard(b)) return {"PNM", r};
+  return {};
+}
+
 /// HWC image into an NCHW slot.
 inline void hwc_to_chw(const Image8& img, std::uint8_t* dst) {
   const std::size_t hw = img.h * img.w;
@@ -284,10 +324,9 @@ inline Image8 decode_image(std::span<const std::byte> bytes, const std::string& 
     throw IoError(name, detail::cat("image file of ", bytes.size(),
                                     " bytes is larger than the limit of ", max_image_file_bytes));
   if (bytes.empty()) throw IoError(name, "cannot decode image: the file is empty");
-  if (const char* hazard = detail::jpeg_hazard(bytes))
-    throw IoError(name, std::string("cannot decode image: corrupt JPEG (") + hazard + ")");
-  if (const char* hazard = detail::png_hazard(bytes))
-    throw IoError(name, std::string("cannot decode image: corrupt PNG (") + hazard + ")");
+  if (const detail::StbHazard hz = detail::stb_hazard(bytes); hz.reason)
+    throw IoError(name, std::string("cannot decode image: corrupt ") + hz.format + " (" +
+                            hz.reason + ")");
   const auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, comp = 0;
