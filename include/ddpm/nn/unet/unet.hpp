@@ -116,66 +116,52 @@ class UNet {
     ops::template silu_forward<T>(backend_, emb_.cview(), semb_.view());
     const ConstView<T> semb = semb_.cview();
 
-    // ---- encoder: every stage output is a skip activation (kept in both modes)
+    // ---- the stages, in order. Where a stage's output goes: a skip activation is kept in both
+    // modes; otherwise training keeps it and inference alternates between slots y0 and y1
+    // (`cur` holds h when h is in a slot).
     h0_.resize(Shape{N, config_.base_channels, S, S});
     conv_in_->forward(x, h0_.view());
     ConstView<T> h = h0_.cview();
-    for (auto& s : down_) {
-      if (s.down) {
-        s.out.resize(s.down->output_shape(h.shape()));
-        s.down->forward(h, s.out.view());
-      } else {
-        const Shape os{N, s.res->out_channels(), h.h(), h.w()};
-        s.out.resize(os);
-        if (s.attn) {
-          const View<T> r = train ? keep(s.res_out, os) : ws_.get(slot::y0, os);
-          s.res->forward(h, semb, r, ws_, pass);
-          s.attn->forward(r, s.out.view(), ws_);
-        } else {
-          s.res->forward(h, semb, s.out.view(), ws_, pass);
-        }
-      }
-      h = s.out.cview();
-    }
-
-    // ---- middle
-    const Shape ms = h.shape();
-    const View<T> m1 = train ? keep(mid1_out_, ms) : ws_.get(slot::y0, ms);
-    mid1_->forward(h, semb, m1, ws_, pass);
-    const View<T> ma = train ? keep(mid_attn_out_, ms) : ws_.get(slot::y1, ms);
-    mid_attn_->forward(m1, ma, ws_);
-    const View<T> m2 = train ? keep(mid2_out_, ms) : ws_.get(slot::y0, ms);
-    mid2_->forward(ma, semb, m2, ws_, pass);
-    h = m2;
-    std::size_t cur = slot::y0;  // inference: the slot holding h
-
-    // ---- decoder
-    for (auto& s : up_) {
+    std::size_t cur = slot::y1;
+    for (Stage& s : stages_) {
       const std::size_t other = flip(cur);
-      if (s.up) {
+      auto output = [&](Tensor<T, B>& kept, std::size_t ws_slot, const Shape& os) {
+        return train || s.is_skip ? keep(kept, os) : ws_.get(ws_slot, os);
+      };
+      if (s.down) {
+        const View<T> o = output(s.out, other, s.down->output_shape(h.shape()));
+        s.down->forward(h, o);
+        h = o;
+      } else if (s.up) {
         const Shape os = Upsample<T, B>::output_shape(h.shape());
-        const View<T> o = train ? keep(s.out, os) : ws_.get(other, os);
+        const View<T> o = output(s.out, other, os);
         s.up->forward(h, o, ws_.get(slot::a, os));
         h = o;
-        cur = other;
-        continue;
-      }
-      const ConstView<T> skip = skip_view(s.skip);
-      const View<T> xc = ws_.get(slot::cat, Shape{N, h.c() + skip.c(), h.h(), h.w()});
-      ops::template concat_channels<T>(backend_, h, skip, xc);
-      const Shape os{N, s.res->out_channels(), h.h(), h.w()};
-      if (s.attn) {
-        const View<T> r = train ? keep(s.res_out, os) : ws_.get(other, os);
-        s.res->forward(xc, semb, r, ws_, pass);
-        const View<T> o = train ? keep(s.out, os) : ws_.get(cur, os);  // old h is dead
-        s.attn->forward(r, o, ws_);
-        h = o;
       } else {
-        const View<T> o = train ? keep(s.out, os) : ws_.get(other, os);
-        s.res->forward(xc, semb, o, ws_, pass);
-        h = o;
-        cur = other;
+        ConstView<T> in = h;
+        if (s.skip) {  // decoder: the ResBlock reads [h, skip]
+          const ConstView<T> skip = skip_view(*s.skip);
+          const View<T> xc = ws_.get(slot::cat, Shape{N, h.c() + skip.c(), h.h(), h.w()});
+          ops::template concat_channels<T>(backend_, h, skip, xc);
+          in = xc;
+        }
+        const Shape os{N, s.res ? s.res->out_channels() : h.c(), h.h(), h.w()};
+        if (s.res && s.attn) {
+          // the ResBlock output goes to `other`; the AttnBlock's to `cur`, whose h is dead
+          const View<T> r = train ? keep(s.res_out, os) : ws_.get(other, os);
+          s.res->forward(in, semb, r, ws_, pass);
+          const View<T> o = output(s.out, cur, os);
+          s.attn->forward(r, o, ws_);
+          h = o;
+          if (!train && !s.is_skip) continue;  // h stays in `cur`
+        } else {
+          const View<T> o = output(s.out, other, os);
+          if (s.res) s.res->forward(in, semb, o, ws_, pass);
+          else s.attn->forward(in, o, ws_);
+          h = o;
+        }
       }
+      cur = other;
     }
 
     // ---- output: conv_out(SiLU(norm_out(h)))
@@ -209,92 +195,80 @@ class UNet {
     dsemb_.resize(Shape{N, E});
     ops::template fill<T>(backend_, dsemb_.view(), T(0));
     const View<T> dsemb = dsemb_.view();
+    std::size_t ready = 0;  // parameters with final gradients, counted from the end
+    std::size_t unit = 0;   // position in ready_counts_ (backward order)
 
     // ---- output layers
-    ConstView<T> h = up_.back().out.cview();
-    const View<T> a = ws_.get(slot::a, h.shape());
-    norm_out_->forward(h, a, true);
-    const View<T> ga = ws_.get(slot::c, h.shape());
+    const ConstView<T> hl = stages_.back().out.cview();
+    const View<T> a = ws_.get(slot::a, hl.shape());
+    norm_out_->forward(hl, a, true);
+    const View<T> ga = ws_.get(slot::c, hl.shape());
     conv_out_->backward(a, dout, ga, false);
-    std::size_t ready = 0;  // parameters with final gradients, counted from the end
-    grads_ready(ready, ready_counts_.conv_out);
+    grads_ready(ready, unit++);
     std::size_t cur = slot::y0;  // the slot holding g, the gradient of the current activation
-    View<T> g = ws_.get(cur, h.shape());
-    norm_out_->backward(h, ga, g, true, false);
-    grads_ready(ready, ready_counts_.norm_out);
+    View<T> g = ws_.get(cur, hl.shape());
+    norm_out_->backward(hl, ga, g, true, false);
+    grads_ready(ready, unit++);
 
-    // ---- decoder, last stage first
-    for (std::size_t j = up_.size(); j-- > 0;) {
-      auto& s = up_[j];
-      const ConstView<T> hin = j == 0 ? mid2_out_.cview() : up_[j - 1].out.cview();
-      if (s.up) {
-        const Shape os = s.out.shape();
-        const View<T> gin = ws_.get(flip(cur), hin.shape());
-        s.up->backward(hin, g, gin, false, ws_.get(slot::a, os), ws_.get(slot::c, os));
-        g = gin;
-        cur = flip(cur);
-        if (grad_ready_) grads_ready(ready, ready_counts_.up[j]);
-        continue;
+    // ---- the stages, last first. A skip activation's gradient is its own buffer (written by the
+    // decoder stage that reads the skip, then accumulated into by the stage after it); any other
+    // activation's gradient alternates between slots y0 and y1.
+    for (std::size_t j = stages_.size(); j-- > 0;) {
+      Stage& s = stages_[j];
+      ConstView<T> gout = g;
+      if (s.is_skip) {
+        gout = s.dout.cview();
+        cur = slot::y1;  // neither slot holds g
       }
-      if (s.attn) {
-        const View<T> gr = ws_.get(flip(cur), s.res_out.shape());
-        s.attn->backward(s.res_out.cview(), g, gr, false, ws_);
-        g = gr;
-        cur = flip(cur);
-      }
-      const ConstView<T> skip = skip_view(s.skip);
-      const Shape cs{N, hin.c() + skip.c(), hin.h(), hin.w()};
-      const View<T> xc = ws_.get(slot::cat, cs);
-      ops::template concat_channels<T>(backend_, hin, skip, xc);  // recomputed
-      const View<T> gx = ws_.get(slot::dcat, cs);
-      s.res->backward(xc, semb, g, gx, false, dsemb, ws_);
-      const View<T> gin = ws_.get(flip(cur), hin.shape());
-      ops::template split_channels<T>(backend_, gx, hin.c(), gin, false, skip_grad(s.skip), false);
-      g = gin;
-      cur = flip(cur);
-      if (grad_ready_) grads_ready(ready, ready_counts_.up[j]);
-    }
-
-    // ---- middle
-    {
-      const View<T> g2 = ws_.get(flip(cur), mid_attn_out_.shape());
-      mid2_->backward(mid_attn_out_.cview(), semb, g, g2, false, dsemb, ws_);
-      grads_ready(ready, ready_counts_.mid2);
-      cur = flip(cur);
-      const View<T> g1 = ws_.get(flip(cur), mid1_out_.shape());
-      mid_attn_->backward(mid1_out_.cview(), g2, g1, false, ws_);
-      grads_ready(ready, ready_counts_.mid_attn);
-      const std::size_t last = down_.size();
-      mid1_->backward(skip_view(last), semb, g1, skip_grad(last), true, dsemb, ws_);
-      grads_ready(ready, ready_counts_.mid1);
-    }
-
-    // ---- encoder, last stage first: stage i reads skip i and writes skip i + 1
-    for (std::size_t i = down_.size(); i-- > 0;) {
-      auto& s = down_[i];
-      const ConstView<T> hin = skip_view(i);
-      const View<T> gin = skip_grad(i);
-      const ConstView<T> gout = s.dout.cview();
+      const ConstView<T> hin = j == 0 ? h0_.cview() : stages_[j - 1].out.cview();
+      const bool in_skip = j == 0 || stages_[j - 1].is_skip;  // hin is skip activation j
+      View<T> gin;  // where d loss / d hin goes, chosen when it is first written
+      auto input_grad = [&] {
+        gin = in_skip ? skip_grad(j) : ws_.get(flip(cur), hin.shape());
+        return gin;
+      };
       if (s.down) {
-        s.down->backward(hin, gout, gin, true);
-      } else if (s.attn) {
-        const View<T> gr = ws_.get(slot::y0, s.res_out.shape());
-        s.attn->backward(s.res_out.cview(), gout, gr, false, ws_);
-        s.res->backward(hin, semb, gr, gin, true, dsemb, ws_);
+        s.down->backward(hin, gout, input_grad(), in_skip);
+      } else if (s.up) {
+        const Shape os = s.out.shape();
+        s.up->backward(hin, gout, input_grad(), in_skip, ws_.get(slot::a, os), ws_.get(slot::c, os));
+      } else if (!s.res) {
+        s.attn->backward(hin, gout, input_grad(), in_skip, ws_);
       } else {
-        s.res->backward(hin, semb, gout, gin, true, dsemb, ws_);
+        if (s.attn) {
+          const View<T> gr = ws_.get(flip(cur), s.res_out.shape());
+          s.attn->backward(s.res_out.cview(), gout, gr, false, ws_);
+          gout = gr;
+          cur = flip(cur);
+        }
+        if (s.skip) {
+          const ConstView<T> skip = skip_view(*s.skip);
+          const Shape cs{N, hin.c() + skip.c(), hin.h(), hin.w()};
+          const View<T> xc = ws_.get(slot::cat, cs);
+          ops::template concat_channels<T>(backend_, hin, skip, xc);  // recomputed
+          const View<T> gx = ws_.get(slot::dcat, cs);
+          s.res->backward(xc, semb, gout, gx, false, dsemb, ws_);
+          ops::template split_channels<T>(backend_, gx, hin.c(), input_grad(), in_skip,
+                                          skip_grad(*s.skip), false);
+        } else {
+          s.res->backward(hin, semb, gout, input_grad(), in_skip, dsemb, ws_);
+        }
       }
-      if (grad_ready_) grads_ready(ready, ready_counts_.down[i]);
+      if (!in_skip) {
+        cur = flip(cur);
+        g = gin;
+      }
+      grads_ready(ready, unit++);
     }
     conv_in_->backward(x_, dh0_.cview(), dx, false);
-    grads_ready(ready, ready_counts_.conv_in);
+    grads_ready(ready, unit++);
 
     // ---- embedding: d emb = SiLU'(emb) d semb, then the class table and the time MLP
     demb_.resize(Shape{N, E});
     ops::template silu_backward<T>(backend_, emb_.cview(), dsemb_.cview(), demb_.view(), false);
     if (class_emb_) class_emb_->backward(labels_, demb_.cview());
     time_mlp_->backward(demb_.cview());
-    grads_ready(ready, ready_counts_.embeddings);
+    grads_ready(ready, unit++);
   }
 
   /// Visits every parameter as v(std::string_view name, Parameter<T, B>&), in PyTorch's
@@ -324,33 +298,19 @@ class UNet {
   /// An empty function (the default) turns the calls off.
   void set_grad_ready_hook(std::function<void(std::size_t)> hook) {
     grad_ready_ = std::move(hook);
-    if (!grad_ready_ || !ready_counts_.up.empty()) return;
+    if (!grad_ready_ || !ready_counts_.empty()) return;
+    // parameter counts of the units backward() finishes, in its order: the output layers, the
+    // stages last first, conv_in, the embeddings
     auto count = [](const auto& layer) {
       std::size_t n = 0;
       layer.visit_parameters([&](std::string_view, const auto&) { ++n; });
       return n;
     };
-    auto stage = [&](const auto& s) {
-      std::size_t n = 0;
-      if (s.res) n += count(*s.res);
-      if (s.attn) n += count(*s.attn);
-      if constexpr (requires { s.down; }) {
-        if (s.down) n += count(*s.down);
-      } else {
-        if (s.up) n += count(*s.up);
-      }
-      return n;
-    };
-    ReadyCounts& c = ready_counts_;
-    c.conv_out = count(*conv_out_);
-    c.norm_out = count(*norm_out_);
-    for (const auto& s : up_) c.up.push_back(stage(s));
-    c.mid2 = count(*mid2_);
-    c.mid_attn = count(*mid_attn_);
-    c.mid1 = count(*mid1_);
-    for (const auto& s : down_) c.down.push_back(stage(s));
-    c.conv_in = count(*conv_in_);
-    c.embeddings = count(*time_mlp_) + (class_emb_ ? count(*class_emb_) : 0);
+    ready_counts_.push_back(count(*conv_out_));
+    ready_counts_.push_back(count(*norm_out_));
+    for (std::size_t j = stages_.size(); j-- > 0;) ready_counts_.push_back(count(stages_[j]));
+    ready_counts_.push_back(count(*conv_in_));
+    ready_counts_.push_back(count(*time_mlp_) + (class_emb_ ? count(*class_emb_) : 0));
   }
 
   /// Bytes of parameters, gradients, kept activations and workspace held now.
@@ -360,19 +320,12 @@ class UNet {
       m.parameters += p.value.capacity() * sizeof(T);
       m.gradients += p.grad.capacity() * sizeof(T);
     });
-    std::size_t n = h0_.capacity() + dh0_.capacity() + mid1_out_.capacity() +
-                    mid_attn_out_.capacity() + mid2_out_.capacity() + emb_.capacity() +
-                    semb_.capacity() + dsemb_.capacity() + demb_.capacity();
-    std::size_t state = time_mlp_->state_bytes() + mid1_->state_bytes() + mid_attn_->state_bytes() +
-                        mid2_->state_bytes() + norm_out_->state_bytes() +
+    std::size_t n = h0_.capacity() + dh0_.capacity() + emb_.capacity() + semb_.capacity() +
+                    dsemb_.capacity() + demb_.capacity();
+    std::size_t state = time_mlp_->state_bytes() + norm_out_->state_bytes() +
                         null_labels_.capacity() * sizeof(std::int32_t);
-    for (const auto& s : down_) {
+    for (const Stage& s : stages_) {
       n += s.res_out.capacity() + s.out.capacity() + s.dout.capacity();
-      if (s.res) state += s.res->state_bytes();
-      if (s.attn) state += s.attn->state_bytes();
-    }
-    for (const auto& s : up_) {
-      n += s.res_out.capacity() + s.out.capacity();
       if (s.res) state += s.res->state_bytes();
       if (s.attn) state += s.attn->state_bytes();
     }
@@ -386,106 +339,123 @@ class UNet {
   void release_buffers() noexcept {
     ready_ = false;
     ws_.release();
-    for (Tensor<T, B>* t : {&h0_, &dh0_, &mid1_out_, &mid_attn_out_, &mid2_out_, &emb_, &semb_,
-                            &dsemb_, &demb_})
-      t->release();
+    for (Tensor<T, B>* t : {&h0_, &dh0_, &emb_, &semb_, &dsemb_, &demb_}) t->release();
     null_labels_.release();
-    for (auto& s : down_) {
+    for (Stage& s : stages_) {
       s.res_out.release();
       s.out.release();
       s.dout.release();
       if (s.res) s.res->release();
       if (s.attn) s.attn->release();
     }
-    for (auto& s : up_) {
-      s.res_out.release();
-      s.out.release();
-      if (s.res) s.res->release();
-      if (s.attn) s.attn->release();
-    }
     time_mlp_->release();
-    mid1_->release();
-    mid_attn_->release();
-    mid2_->release();
     norm_out_->release();
   }
 
  private:
   using slot = typename Workspace<T, B>::slot;
 
-  /// An entry of PyTorch's `down` ModuleList: ResBlock (+ AttnBlock), or Downsample.
-  struct DownStage {
+  /// One stage of the U-Net body: the single list that build() fills and that forward(),
+  /// backward(), visit_parameters(), set_grad_ready_hook(), memory_use() and release_buffers()
+  /// walk. A stage is a ResBlock (+ AttnBlock), an AttnBlock alone, a Downsample or an Upsample.
+  /// Its input is the previous stage's output (conv_in's for the first); a decoder ResBlock also
+  /// reads a skip activation, concatenated after the input.
+  struct Stage {
+    std::string name;     ///< PyTorch module path: "down.3", "mid1", "mid_attn", "up.0", ...
+    bool nested = false;  ///< an entry of the down/up lists: ResBlock "<name>.0", AttnBlock ".1"
+    bool is_skip = false;  ///< the output is a skip activation (encoder stages)
+    std::optional<std::size_t> skip;  ///< skip read: 0 = conv_in output, k = output of stage k-1
     std::optional<ResBlock<T, B>> res;
     std::optional<AttnBlock<T, B>> attn;
     std::optional<Downsample<T, B>> down;
-    Tensor<T, B> res_out;  // ResBlock output when an AttnBlock follows (training only)
-    Tensor<T, B> out;      // the stage output = a skip activation (both modes)
-    Tensor<T, B> dout;     // its gradient (backward)
-  };
-  /// An entry of PyTorch's `up` ModuleList: ResBlock on [h, skip] (+ AttnBlock), or Upsample.
-  struct UpStage {
-    std::optional<ResBlock<T, B>> res;
-    std::optional<AttnBlock<T, B>> attn;
     std::optional<Upsample<T, B>> up;
-    std::size_t skip = 0;  // skip activation concatenated: 0 = conv_in output, k = down[k-1] output
     Tensor<T, B> res_out;  // ResBlock output when an AttnBlock follows (training only)
-    Tensor<T, B> out;      // stage output (training only; inference uses slots y0/y1)
+    Tensor<T, B> out;      // output: skip activations in both modes, the others when training
+    Tensor<T, B> dout;     // its gradient, for skip activations (backward)
+
+    template <class V>
+    void visit_parameters(V&& v) {
+      visit_all(*this, v);
+    }
+    template <class V>
+    void visit_parameters(V&& v) const {
+      visit_all(*this, v);
+    }
+    template <class Self, class V>
+    static void visit_all(Self& s, V& v) {
+      using ddpm::detail::visit_prefixed;
+      if (s.down) visit_prefixed(*s.down, s.name, v);
+      if (s.up) visit_prefixed(*s.up, s.name, v);
+      if (s.res) visit_prefixed(*s.res, s.nested ? s.name + ".0" : s.name, v);
+      if (s.attn) visit_prefixed(*s.attn, s.nested && s.res ? s.name + ".1" : s.name, v);
+    }
   };
 
+  /// The graph: PyTorch's registration order, which is also the parameter and init order.
   void build(std::uint64_t seed) {
     const UNetConfig& c = config_;
     ParamInit init(Rng{seed});
     const std::size_t E = c.emb_dim(), L = c.levels();
     std::uint64_t block = 0;  // ResBlock number, for the dropout streams
+    auto stage = [&](std::string name, bool nested) -> Stage& {
+      stages_.emplace_back();
+      stages_.back().name = std::move(name);
+      stages_.back().nested = nested;
+      return stages_.back();
+    };
+    auto res = [&](Stage& s, std::size_t in, std::size_t out) {
+      s.res.emplace(in, out, E, c.groups, c.dropout, block++, backend_, init);
+    };
+    auto attn = [&](Stage& s, std::size_t ch) { s.attn.emplace(ch, c.groups, backend_, init); };
 
-    // the construction order is PyTorch's registration order, hence the init stream order
     time_mlp_.emplace(c.base_channels, E, backend_, init);
     if (c.num_classes) class_emb_.emplace(c.num_classes + 1, E, backend_, init);
     conv_in_.emplace(c.in_channels, c.base_channels, ConvGeometry{3, 1, 1}, backend_, init);
 
+    // encoder ("down"): every stage output is a skip activation
     std::vector<std::size_t> skip_ch{c.base_channels};
-    std::size_t ch = c.base_channels, res = c.image_size;
-    down_.reserve(L * (c.num_res_blocks + 1));
+    std::size_t ch = c.base_channels, res_px = c.image_size, d = 0;
+    stages_.reserve(2 * L * (c.num_res_blocks + 2) + 3);
     for (std::size_t i = 0; i < L; ++i) {
       const std::size_t co = c.level_channels(i);
       for (std::size_t r = 0; r < c.num_res_blocks; ++r) {
-        DownStage s;
-        s.res.emplace(ch, co, E, c.groups, c.dropout, block++, backend_, init);
+        Stage& s = stage("down." + std::to_string(d++), true);
+        res(s, ch, co);
         ch = co;
-        if (c.has_attention(res)) s.attn.emplace(ch, c.groups, backend_, init);
-        down_.push_back(std::move(s));
+        if (c.has_attention(res_px)) attn(s, ch);
+        s.is_skip = true;
         skip_ch.push_back(ch);
       }
       if (i + 1 != L) {
-        DownStage s;
+        Stage& s = stage("down." + std::to_string(d++), false);
         s.down.emplace(ch, backend_, init);
-        down_.push_back(std::move(s));
+        s.is_skip = true;
         skip_ch.push_back(ch);
-        res /= 2;
+        res_px /= 2;
       }
     }
 
-    mid1_.emplace(ch, ch, E, c.groups, c.dropout, block++, backend_, init);
-    mid_attn_.emplace(ch, c.groups, backend_, init);
-    mid2_.emplace(ch, ch, E, c.groups, c.dropout, block++, backend_, init);
+    // middle
+    res(stage("mid1", false), ch, ch);
+    attn(stage("mid_attn", false), ch);
+    res(stage("mid2", false), ch, ch);
 
-    up_.reserve(L * (c.num_res_blocks + 2));
+    // decoder ("up"): num_res_blocks + 1 ResBlocks per level, each on [h, the last unread skip]
+    std::size_t u = 0;
     for (std::size_t i = L; i-- > 0;) {
       const std::size_t co = c.level_channels(i);
       for (std::size_t r = 0; r < c.num_res_blocks + 1; ++r) {
-        UpStage s;
+        Stage& s = stage("up." + std::to_string(u++), true);
         s.skip = skip_ch.size() - 1;
-        s.res.emplace(ch + skip_ch.back(), co, E, c.groups, c.dropout, block++, backend_, init);
+        res(s, ch + skip_ch.back(), co);
         skip_ch.pop_back();
         ch = co;
-        if (c.has_attention(res)) s.attn.emplace(ch, c.groups, backend_, init);
-        up_.push_back(std::move(s));
+        if (c.has_attention(res_px)) attn(s, ch);
       }
       if (i != 0) {
-        UpStage s;
+        Stage& s = stage("up." + std::to_string(u++), false);
         s.up.emplace(ch, backend_, init);
-        up_.push_back(std::move(s));
-        res *= 2;
+        res_px *= 2;
       }
     }
     DDPM_ASSERT(skip_ch.empty(), "UNet: every skip activation is consumed once");
@@ -501,45 +471,18 @@ class UNet {
     visit_prefixed(*self.time_mlp_, "time_mlp", v);
     if (self.class_emb_) visit_prefixed(*self.class_emb_, "class_emb", v);
     visit_prefixed(*self.conv_in_, "conv_in", v);
-    for (std::size_t i = 0; i < self.down_.size(); ++i) {
-      auto& s = self.down_[i];
-      const std::string p = "down." + std::to_string(i);
-      if (s.down) {
-        visit_prefixed(*s.down, p, v);
-      } else {
-        visit_prefixed(*s.res, p + ".0", v);
-        if (s.attn) visit_prefixed(*s.attn, p + ".1", v);
-      }
-    }
-    visit_prefixed(*self.mid1_, "mid1", v);
-    visit_prefixed(*self.mid_attn_, "mid_attn", v);
-    visit_prefixed(*self.mid2_, "mid2", v);
-    for (std::size_t j = 0; j < self.up_.size(); ++j) {
-      auto& s = self.up_[j];
-      const std::string p = "up." + std::to_string(j);
-      if (s.up) {
-        visit_prefixed(*s.up, p, v);
-      } else {
-        visit_prefixed(*s.res, p + ".0", v);
-        if (s.attn) visit_prefixed(*s.attn, p + ".1", v);
-      }
-    }
+    for (auto& s : self.stages_) s.visit_parameters(v);
     visit_prefixed(*self.norm_out_, "norm_out", v);
     visit_prefixed(*self.conv_out_, "conv_out", v);
   }
 
   static std::size_t flip(std::size_t s) noexcept { return s == slot::y0 ? slot::y1 : slot::y0; }
 
-  /// Parameter counts of the blocks in backward order (set_grad_ready_hook fills them once).
-  struct ReadyCounts {
-    std::size_t conv_out = 0, norm_out = 0, mid2 = 0, mid_attn = 0, mid1 = 0, conv_in = 0,
-                embeddings = 0;
-    std::vector<std::size_t> up, down;  // per stage
-  };
-  /// A block's backward is done: `block` more parameters have final gradients.
-  void grads_ready(std::size_t& ready, std::size_t block) const {
+  /// Unit `unit` of backward (see set_grad_ready_hook) is done: its parameters have final
+  /// gradients.
+  void grads_ready(std::size_t& ready, std::size_t unit) const {
     if (!grad_ready_) return;
-    ready += block;
+    ready += ready_counts_[unit];
     grad_ready_(ready);
   }
 
@@ -549,11 +492,11 @@ class UNet {
     return t.view();
   }
 
-  /// Skip activation k: 0 = conv_in output, k = output of down[k - 1].
-  ConstView<T> skip_view(std::size_t k) const { return k == 0 ? h0_.cview() : down_[k - 1].out.cview(); }
+  /// Skip activation k: 0 = conv_in output, k = output of stage k - 1 (an encoder stage).
+  ConstView<T> skip_view(std::size_t k) const { return k == 0 ? h0_.cview() : stages_[k - 1].out.cview(); }
   /// Gradient buffer of skip activation k (sized to the activation).
   View<T> skip_grad(std::size_t k) {
-    Tensor<T, B>& g = k == 0 ? dh0_ : down_[k - 1].dout;
+    Tensor<T, B>& g = k == 0 ? dh0_ : stages_[k - 1].dout;
     g.resize(skip_view(k).shape());
     return g.view();
   }
@@ -597,15 +540,11 @@ class UNet {
   UNetConfig config_;
   B backend_;
 
-  // layers, in PyTorch's registration order
+  // layers, in PyTorch's registration order: the body is the list of stages
   std::optional<TimeEmbedding<T, B>> time_mlp_;
   std::optional<Embedding<T, B>> class_emb_;
   std::optional<Conv2d<T, B>> conv_in_;
-  std::vector<DownStage> down_;
-  std::optional<ResBlock<T, B>> mid1_;
-  std::optional<AttnBlock<T, B>> mid_attn_;
-  std::optional<ResBlock<T, B>> mid2_;
-  std::vector<UpStage> up_;
+  std::vector<Stage> stages_;
   std::optional<GroupNorm<T, B>> norm_out_;
   std::optional<Conv2d<T, B>> conv_out_;
 
@@ -613,7 +552,6 @@ class UNet {
   Tensor<T, B> emb_, semb_, dsemb_, demb_;                  // (N, emb_dim)
   Tensor<std::int32_t, B> null_labels_;                      // (N)
   Tensor<T, B> h0_, dh0_;                                    // conv_in output (skip 0) and gradient
-  Tensor<T, B> mid1_out_, mid_attn_out_, mid2_out_;          // training only
   Workspace<T, B> ws_;
 
   // saved by a training forward
@@ -624,7 +562,7 @@ class UNet {
 
   // gradient-ready notifications (set_grad_ready_hook)
   std::function<void(std::size_t)> grad_ready_;
-  ReadyCounts ready_counts_;
+  std::vector<std::size_t> ready_counts_;  // parameters per backward unit (set_grad_ready_hook)
 };
 
 }  // namespace ddpm::nn
