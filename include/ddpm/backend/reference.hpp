@@ -3,6 +3,9 @@
 // It is the oracle that the CPU and CUDA backends are tested against, and it is what the
 // finite-difference gradient checks run on (in double). Every operation of the Ops interface is
 // defined and documented here; other backends implement the same list with the same contracts.
+// The list itself (names and signatures, the calls the library makes) is DDPM_BACKEND_OPS in
+// ddpm/backend/op_list.hpp; DDPM_CHECK_BACKEND_OPS at the end of this file (and of each backend's
+// header) checks that every entry is here.
 //
 // Conventions for every backend:
 //  * tensors are contiguous, row-major, NCHW; views are passed by value;
@@ -20,6 +23,7 @@
 #include <limits>
 #include <vector>
 
+#include "ddpm/backend/op_list.hpp"
 #include "ddpm/backend/ops.hpp"
 #include "ddpm/backend/params.hpp"
 #include "ddpm/backend/tags.hpp"
@@ -470,7 +474,7 @@ struct Ops<backend::Reference> {
   /// out[n, i] = normal(stream, index0 + n * item + i)  (i.e. element e gets normal(stream, index0 + e))
   template <class T>
   static void fill_normal(const B&, View<T> out, Rng rng, std::uint64_t stream,
-                          std::uint64_t index0 = 0) {
+                          std::uint64_t index0) {
     rng.fill_normal(out.data(), out.size(), stream, index0);
   }
   /// out[n, :] = ca[n] a[n, :] + cb[n] b[n, :] (+ cz[n] z[n, :] if z is not empty).
@@ -570,5 +574,7 @@ struct Ops<backend::Reference> {
     for (std::size_t i = 0; i < p.size(); ++i) ema[i] = decay * ema[i] + (T(1) - decay) * p[i];
   }
 };
+
+DDPM_CHECK_BACKEND_OPS(backend::Reference);
 
 }  // namespace ddpm

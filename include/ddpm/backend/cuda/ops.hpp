@@ -17,7 +17,8 @@
 // Arguments are device pointers (views of Tensor<float, backend::Cuda>); per-sample coefficient
 // vectors, labels and timesteps are device tensors too. Operations are queued on the device's
 // stream and return at once, except those that return a value (sum_squares, diffusion_loss),
-// which wait for it.
+// which wait for it. DDPM_CHECK_BACKEND_OPS at the end checks Ops<backend::Cuda> against the op
+// list (ddpm/backend/op_list.hpp).
 #pragma once
 
 #include <cstddef>
@@ -26,6 +27,7 @@
 
 #include "ddpm/backend/cuda/memory.hpp"
 #include "ddpm/backend/cuda/tag.hpp"
+#include "ddpm/backend/op_list.hpp"
 #include "ddpm/backend/ops.hpp"
 #include "ddpm/backend/params.hpp"
 #include "ddpm/core/assert.hpp"
@@ -304,7 +306,7 @@ struct Ops<backend::Cuda> {
   // ------------------------------------------------------------------ diffusion
   template <class T>
   static void fill_normal(const B& be, View<T> out, Rng rng, std::uint64_t stream,
-                          std::uint64_t index0 = 0) {
+                          std::uint64_t index0) {
     static_assert(ok<T>);
     K::fill_normal(be, out, rng, stream, index0);
   }
@@ -354,5 +356,9 @@ struct Ops<backend::Cuda> {
     K::ema_update(be, ema, p, decay);
   }
 };
+
+// Complete here (declarations only; the definitions are in the .cuh files), so checked here, for
+// g++ and nvcc alike.
+DDPM_CHECK_BACKEND_OPS(backend::Cuda);
 
 }  // namespace ddpm
