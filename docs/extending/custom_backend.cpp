@@ -2,13 +2,15 @@
 // is the SIMD CPU backend with every convolution timed. Its tag derives from backend::Cpu (so it
 // shares the thread arena, the memory space and every operation it does not override), and
 // Ops<Profiled> derives from Ops<backend::Cpu> and replaces two operations. A model on it trains
-// and samples exactly as on backend::Cpu (the test checks the bytes).
+// and samples exactly as on backend::Cpu (the test checks the bytes). DDPM_CHECK_BACKEND_OPS checks
+// Ops<Profiled> against the list of operations (ddpm/backend/op_list.hpp) at compile time.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
 
 #include <ddpm/backend/cpu.hpp>
+#include <ddpm/backend/op_list.hpp>
 #include <ddpm/ddpm.hpp>
 #include <ddpm/diffusion/diffusion.hpp>
 
@@ -47,6 +49,9 @@ struct ddpm::Ops<Profiled> : ddpm::Ops<ddpm::backend::Cpu> {
     be.conv->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 };
+// Every operation of the list is there, with the signature of ddpm/backend/reference.hpp; one
+// missing would stop the build here with "ddpm: Ops<B> has no op '...'".
+DDPM_CHECK_BACKEND_OPS(Profiled);
 
 template <class B>
 std::vector<float> train_and_sample(B be) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // ddpm/backend/ops.hpp — the primary template Ops<B>. Each backend specialises it in its own
-// header with the same static member functions; see backend/reference.hpp for the full list and
-// the contract of each operation.
+// header with the same static member functions: the list of them, with their signatures, is
+// DDPM_BACKEND_OPS in backend/op_list.hpp (checked per backend by DDPM_CHECK_BACKEND_OPS); the
+// contract of each operation is documented in backend/reference.hpp.
 #pragma once
 
 #include "ddpm/backend/tags.hpp"

@@ -35,22 +35,22 @@ struct reference_backend_for {
 }  // namespace ddpm::detail
 
 /// One forwarder: for T other than the backend's fast type, Ops<backend::Reference>::call.
-#define DDPM_DETAIL_REFERENCE_FALLBACK_OP(name, template_params, result, params, ...)              \
-  template <DDPM_DETAIL_OPS_UNPAREN template_params>                                                \
-    requires(!std::same_as<T, ddpm_reference_fallback_fast>)                                        \
-  static result name(const B&, DDPM_DETAIL_OPS_UNPAREN params) {                                    \
-    using Ref = typename ::ddpm::detail::reference_backend_for<T>::type;                            \
-    constexpr Ref be{};                                                                             \
-    return ::ddpm::Ops<Ref>::__VA_ARGS__;                                                           \
+#define DDPM_DETAIL_REFERENCE_FALLBACK_OP(name, template_params, result, params, ...)             \
+  template <DDPM_DETAIL_OPS_UNPAREN template_params>                                              \
+    requires(!std::same_as<T, ddpm_reference_fallback_fast>)                                      \
+  static result name(const B&, DDPM_DETAIL_OPS_UNPAREN params) {                                  \
+    using Ref = typename ::ddpm::detail::reference_backend_for<T>::type;                          \
+    constexpr Ref be{};                                                                           \
+    return ::ddpm::Ops<Ref>::__VA_ARGS__;                                                         \
   }
 
 /// Inside an Ops<Tag> specialisation that defines `using B = Tag;` (a host-memory backend): for
 /// every operation of DDPM_BACKEND_OPS, an overload for the element types T other than `Fast`
 /// that forwards to Ops<backend::Reference>. The backend's own operations are then written for
 /// `template <std::same_as<Fast> T>` only. Leaves the class in `public:` access.
-#define DDPM_REFERENCE_FALLBACK_OPS(Fast)                   \
- private:                                                   \
-  using ddpm_reference_fallback_fast = Fast;                \
-                                                            \
- public:                                                    \
+#define DDPM_REFERENCE_FALLBACK_OPS(Fast)                                                         \
+ private:                                                                                         \
+  using ddpm_reference_fallback_fast = Fast;                                                      \
+                                                                                                  \
+ public:                                                                                          \
   DDPM_BACKEND_OPS(DDPM_DETAIL_REFERENCE_FALLBACK_OP)
