@@ -56,6 +56,10 @@ struct ModelOptions {
     app.add_option("--attn-res", unet.attention_resolutions, "resolutions with attention")
         ->delimiter(',')
         ->capture_default_str();
+    app.add_option("--attn-heads", unet.num_heads,
+                   "heads of every attention block (must divide its channels)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     app.add_option("--groups", unet.groups, "GroupNorm groups")->capture_default_str();
     app.add_option("--dropout", unet.dropout, "dropout probability")->capture_default_str();
   }
@@ -80,7 +84,8 @@ struct ModelOptions {
             {"opt.attention_resolutions", list(unet.attention_resolutions)},
             {"opt.num_classes", std::to_string(unet.num_classes)},
             {"opt.groups", std::to_string(unet.groups)},
-            {"opt.dropout", ddpm::detail::cat(unet.dropout)}};
+            {"opt.dropout", ddpm::detail::cat(unet.dropout)},
+            {"opt.num_heads", std::to_string(unet.num_heads)}};
   }
 
   /// The options a checkpoint was trained with (written by to_metadata()).
@@ -117,6 +122,8 @@ struct ModelOptions {
     o.unet.num_classes = std::size_t(num("num_classes"));
     o.unet.groups = std::size_t(num("groups"));
     o.unet.dropout = num("dropout");
+    // written since multi-head attention exists; older checkpoints are single-head
+    if (m.count("opt.num_heads")) o.unet.num_heads = std::size_t(num("num_heads"));
     if (m.count("seed")) o.seed = std::stoull(m.at("seed"));
     return o;
   }

@@ -4,9 +4,15 @@
 inputs, its output and every gradient of  loss = sum(out * R)  for a fixed random R.
 
 The C++ golden test (tests/nn/test_unet_golden.cpp) loads the file and checks UNet<T, B> against it;
-running that test needs no Python. Regenerating the file needs python3-torch:
+running that test needs no Python. Regenerating the files needs python3-torch:
 
     /usr/bin/python3 tests/golden/make_unet_fixture.py [--ref-dir ../shared/ref] [--out FILE]
+    /usr/bin/python3 tests/golden/make_unet_fixture.py --heads 4   # unet_small_heads4.safetensors
+
+With --heads H > 1 the reference's single-head AttnBlock.forward is replaced by multi-head
+attention in guided-diffusion's QKVAttentionLegacy layout: the qkv channels are H groups of
+[q; k; v] with C / H channels each, every head attends with scale (C / H)^-1/2, and the heads'
+outputs are concatenated in head order before proj. The parameters are the same as with one head.
 
 The reference values are computed in float64 from the float32 weights and inputs (so they are
 exact up to the final rounding to float32). In float64 the reference module's float32 casts
@@ -53,9 +59,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref-dir", default=str(REPO.parent / "shared" / "ref"),
                     help="folder holding the reference unet.py (default: ../shared/ref from the repo root)")
-    ap.add_argument("--out", default=str(REPO / "tests" / "data" / "golden" / "unet_small.safetensors"))
+    ap.add_argument("--out", default=None,
+                    help="default: tests/data/golden/unet_small.safetensors, or "
+                         "unet_small_heads<H>.safetensors with --heads H > 1")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--heads", type=int, default=1, help="attention heads (default 1: the reference)")
     args = ap.parse_args()
+    heads = args.heads
+    if args.out is None:
+        name = "unet_small.safetensors" if heads == 1 else f"unet_small_heads{heads}.safetensors"
+        args.out = str(REPO / "tests" / "data" / "golden" / name)
 
     sys.path.insert(0, str(Path(args.ref_dir).resolve()))
     import copy
@@ -64,6 +77,20 @@ def main():
     import torch
     import torch.nn as nn
     import unet as ref
+
+    def multi_head_forward(cast):
+        def forward(self, inp):
+            b, c, hh, ww = inp.shape
+            d = c // heads
+            q, k, v = self.qkv(self.norm(inp)).reshape(b * heads, 3 * d, hh * ww).split(d, dim=1)
+            w = torch.bmm(q.transpose(1, 2), k) * (d ** -0.5)            # (b heads, n_q, n_k)
+            w = torch.softmax(w.float() if cast else w, dim=-1).to(v.dtype)
+            h = torch.bmm(v, w.transpose(1, 2))                          # (b heads, d, n_q)
+            return inp + self.proj(h.reshape(b, c, hh, ww))
+        return forward
+
+    if heads > 1:
+        ref.AttnBlock.forward = multi_head_forward(cast=True)
 
     torch.manual_seed(args.seed)
     model = ref.UNet(**CONFIG)
@@ -113,7 +140,7 @@ def main():
 
     model64 = copy.deepcopy(model).double()
     ref.GroupNorm32.forward = gn_forward
-    ref.AttnBlock.forward = attn_forward
+    ref.AttnBlock.forward = attn_forward if heads == 1 else multi_head_forward(cast=False)
     model64.time_mlp.register_forward_pre_hook(lambda m, inp: (inp[0].double(),))
     model64.zero_grad(set_to_none=True)
     out64, dx64, g64 = run(model64, torch.float64)
@@ -154,6 +181,8 @@ def main():
         ("debug/temb", "F32", temb.shape, f32(temb)),
     ]
     cfg = dict(CONFIG)
+    if heads > 1:
+        cfg["num_heads"] = heads
     cfg["channel_mults"] = list(cfg["channel_mults"])
     cfg["attention_resolutions"] = list(cfg["attention_resolutions"])
     metadata = {

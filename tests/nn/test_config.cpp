@@ -1,6 +1,8 @@
 // Tests for ddpm/nn/unet/config.hpp.
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include "ddpm/nn/unet/config.hpp"
 
 using ddpm::nn::UNetConfig;
@@ -61,4 +63,26 @@ TEST_CASE("UNetConfig::validate names the field") {
   c = {};
   c.attention_resolutions = {};
   CHECK_NOTHROW(c.validate());
+  c = {};
+  c.num_heads = 0;
+  expect(c, "UNetConfig.num_heads: must be positive");
+  c = {};
+  c.num_heads = 3;  // levels of 32, 64, 64 channels: attention at 7 (64) and in the middle (64)
+  expect(c, "UNetConfig.num_heads: 3 must divide the channels of every attention block; level 2 has 64");
+  c = {};
+  c.num_heads = 64;  // 64 divides the attention levels' 64 channels; level 0 (32) has no attention
+  CHECK_NOTHROW(c.validate());
+}
+
+TEST_CASE("UNetConfig: num_heads is named in describe() only when it is not 1") {
+  // Checkpoints written before num_heads existed carry the describe() text without it; a
+  // single-head configuration must keep describing itself that way so that they still load.
+  UNetConfig c = UNetConfig::mnist();
+  CHECK(c.describe().find("num_heads") == std::string::npos);
+  c.num_heads = 4;
+  CHECK(c.describe() ==
+        "UNetConfig{in_channels=1, image_size=28, base_channels=32, channel_mults=[1,2,2], "
+        "num_res_blocks=2, attention_resolutions=[7], num_classes=10, groups=32, dropout=0.1, "
+        "out_channels=0, num_heads=4}");
+  CHECK_FALSE(c == UNetConfig::mnist());
 }

@@ -35,11 +35,15 @@ using namespace ddpm;
 
 namespace {
 
-const std::filesystem::path fixture =
-    std::filesystem::path(DDPM_SOURCE_DIR) / "tests" / "data" / "golden" / "unet_small.safetensors";
+/// The fixture of make_unet_fixture.py for `heads` attention heads (1: the reference's AttnBlock).
+std::filesystem::path fixture(std::size_t heads = 1) {
+  return std::filesystem::path(DDPM_SOURCE_DIR) / "tests" / "data" / "golden" /
+         (heads == 1 ? std::string("unet_small.safetensors")
+                     : "unet_small_heads" + std::to_string(heads) + ".safetensors");
+}
 
 /// Must equal CONFIG in tests/golden/make_unet_fixture.py.
-nn::UNetConfig golden_config() {
+nn::UNetConfig golden_config(std::size_t heads = 1) {
   nn::UNetConfig c;
   c.in_channels = 2;
   c.out_channels = 3;
@@ -51,6 +55,7 @@ nn::UNetConfig golden_config() {
   c.num_classes = 3;
   c.groups = 4;
   c.dropout = 0.0;
+  c.num_heads = heads;
   return c;
 }
 
@@ -64,10 +69,10 @@ Tensor<T, B> load(const io::SafeTensorsFile& f, const std::string& name, const S
 }
 
 template <class T, class B>
-void check_golden(const B& backend, double rtol) {
+void check_golden(const B& backend, double rtol, std::size_t heads = 1) {
   constexpr double floor = 0.05;
-  const auto f = io::SafeTensorsFile::load(fixture);
-  const nn::UNetConfig c = golden_config();
+  const auto f = io::SafeTensorsFile::load(fixture(heads));
+  const nn::UNetConfig c = golden_config(heads);
   nn::UNet<T, B> net(c, backend);
   CHECK(std::to_string(net.num_parameters()) == f.metadata().at("num_parameters"));
 
@@ -111,7 +116,7 @@ void check_golden(const B& backend, double rtol) {
 }  // namespace
 
 TEST_CASE("golden: the sinusoidal time embedding equals the reference's") {
-  const auto f = io::SafeTensorsFile::load(fixture);
+  const auto f = io::SafeTensorsFile::load(fixture());
   using B = backend::Reference;
   const Tensor<std::int32_t, B> t(Shape{3}, f.i32("input/t"));
   Tensor<float, B> e(Shape{3, 16});
@@ -128,6 +133,13 @@ TEST_CASE("golden: UNet<double, Reference> matches PyTorch's float64 run") {
   check_golden<double, backend::Reference>(backend::Reference{}, 1e-5);
 }
 
+// Multi-head attention (UNetConfig::num_heads = 4: 8 channels per head in this network)
+// against the same network with make_unet_fixture.py --heads 4 (QKVAttentionLegacy layout).
+TEST_CASE("golden: UNet with 4 attention heads matches PyTorch (float and double, Reference)") {
+  check_golden<float, backend::Reference>(backend::Reference{}, 1e-4, 4);
+  check_golden<double, backend::Reference>(backend::Reference{}, 1e-5, 4);
+}
+
 #if defined(DDPM_TEST_HAVE_CPU)
 // The CPU backend's default 3x3 convolutions are Winograd F(4x4, 3x3), whose rounding error
 // (up to ~2e-5 of a layer's output scale, checked op by op against the reference backend in
@@ -136,6 +148,7 @@ TEST_CASE("golden: UNet<double, Reference> matches PyTorch's float64 run") {
 // checks everything else the backend computes at the 1e-4 the issue asks for.
 TEST_CASE("golden: UNet<float, Cpu> with exact convolutions matches PyTorch") {
   check_golden<float, backend::Cpu>(backend::Cpu(2, backend::CpuConvolution::exact), 1e-4);
+  check_golden<float, backend::Cpu>(backend::Cpu(2, backend::CpuConvolution::exact), 1e-4, 4);
 }
 #endif
 

@@ -46,6 +46,9 @@ struct UNetConfig {
   std::size_t groups = 32;
   double dropout = 0.1;
   std::size_t out_channels = 0;  ///< 0 = in_channels
+  /// Heads of every attention block (AttnBlock); must divide the channels of each level that
+  /// has attention and of the middle. 1 = the reference's single-head attention.
+  std::size_t num_heads = 1;
 
   /// Number of resolution levels (channel_mults.size()).
   [[nodiscard]] std::size_t levels() const noexcept { return channel_mults.size(); }
@@ -67,7 +70,9 @@ struct UNetConfig {
   /// Throws std::invalid_argument "ddpm: UNetConfig.<field>: <problem>" for the first bad field.
   inline void validate() const;
   /// One line naming every field, stable across versions (stored in checkpoint metadata), e.g.
-  /// "UNetConfig{in_channels=1, image_size=28, ..., dropout=0.1, out_channels=0}".
+  /// "UNetConfig{in_channels=1, image_size=28, ..., dropout=0.1, out_channels=0}". Fields added
+  /// later (num_heads) appear only when they differ from their default, so a configuration that
+  /// existed before them describes itself as it did (and its checkpoints still load).
   [[nodiscard]] inline std::string describe() const;
 
   /// The three configurations of ../shared/ref/bench.py (CONFIGS).
@@ -136,6 +141,13 @@ inline void UNetConfig::validate() const {
   }
   require(num_classes < (std::size_t{1} << 30), "UNetConfig.num_classes", num_classes, " is too large");
   require(dropout >= 0.0 && dropout < 1.0, "UNetConfig.dropout", dropout, " must be in [0, 1)");
+  require(num_heads > 0, "UNetConfig.num_heads", "must be positive");
+  for (std::size_t i = 0; i < levels(); ++i) {
+    const bool attn = has_attention(image_size >> i) || i + 1 == levels();  // the middle: last level
+    require(!attn || level_channels(i) % num_heads == 0, "UNetConfig.num_heads", num_heads,
+            " must divide the channels of every attention block; level ", i, " has ",
+            level_channels(i));
+  }
 }
 
 inline std::string UNetConfig::describe() const {
@@ -147,7 +159,8 @@ inline std::string UNetConfig::describe() const {
          ", attention_resolutions=" + ddpm::detail::unet_list(attention_resolutions) +
          ", num_classes=" + std::to_string(num_classes) + ", groups=" + std::to_string(groups) +
          ", dropout=" + ddpm::detail::unet_double(dropout) +
-         ", out_channels=" + std::to_string(out_channels) + "}";
+         ", out_channels=" + std::to_string(out_channels) +
+         (num_heads != 1 ? ", num_heads=" + std::to_string(num_heads) : std::string()) + "}";
 }
 
 }  // namespace ddpm::nn

@@ -406,7 +406,9 @@ class UNet {
     auto res = [&](Stage& s, std::size_t in, std::size_t out) {
       s.res.emplace(in, out, E, c.groups, c.dropout, block++, backend_, init);
     };
-    auto attn = [&](Stage& s, std::size_t ch) { s.attn.emplace(ch, c.groups, backend_, init); };
+    auto attn = [&](Stage& s, std::size_t ch) {
+      s.attn.emplace(ch, c.groups, backend_, init, c.num_heads);
+    };
 
     time_mlp_.emplace(c.base_channels, E, backend_, init);
     if (c.num_classes) class_emb_.emplace(c.num_classes + 1, E, backend_, init);
