@@ -28,7 +28,7 @@ TEST_CASE("q_sample: mean and variance of x_t for a fixed x0 over many draws") {
     for (std::size_t i = 0; i < item; ++i) x0_host[n * item + i] = pixel[i];
   Tensor<double, Ref> x0(Shape{draws, 1, 2, 2}, x0_host), eps(Shape{draws, 1, 2, 2}),
       xt(Shape{draws, 1, 2, 2});
-  Ops<Ref>::fill_normal(Ref{}, eps.view(), Rng{3}, 11);
+  Ops<Ref>::fill_normal(Ref{}, eps.view(), Rng{3}, 11, 0);
   for (std::int32_t t : {0, 100, 500, 900, 999}) {
     std::vector<std::int32_t> ts(draws, t);
     proc.q_sample(x0.cview(), eps.cview(), ts, xt.view());
@@ -54,9 +54,9 @@ TEST_CASE_TEMPLATE("loss_and_grad: value and finite-difference gradient", L, los
                                                                      ProcessOptions{.min_snr_gamma = 5});
   const Shape shape{3, 1, 2, 3};
   Tensor<double, Ref> x0(shape), eps(shape), out(shape), dout(shape);
-  Ops<Ref>::fill_normal(Ref{}, x0.view(), Rng{1}, 1);
-  Ops<Ref>::fill_normal(Ref{}, eps.view(), Rng{1}, 2);
-  Ops<Ref>::fill_normal(Ref{}, out.view(), Rng{1}, 3);
+  Ops<Ref>::fill_normal(Ref{}, x0.view(), Rng{1}, 1, 0);
+  Ops<Ref>::fill_normal(Ref{}, eps.view(), Rng{1}, 2, 0);
+  Ops<Ref>::fill_normal(Ref{}, out.view(), Rng{1}, 3, 0);
   const std::vector<std::int32_t> t{0, 42, 99};
   const double l0 = proc.loss_and_grad(out.cview(), x0.cview(), eps.cview(), t, dout.view());
   CHECK(std::isfinite(l0));
