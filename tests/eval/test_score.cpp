@@ -168,6 +168,36 @@ TEST_CASE("eval score: noise and blur score clearly worse, in order") {
   }
 }
 
+TEST_CASE("eval score: ink measures stroke weight; thicker strokes show as more ink") {
+  auto& f = fixture();
+  const auto real = eval::test::slice(f.real, 0, 200);
+  const auto x = pm1(real);
+  const auto base = f.ev->score(x, real.n, real.labels);
+  // real digits sit at the real figures (both are held-out MNIST digits)
+  CHECK(base.ink_mean == doctest::Approx(base.real.ink_mean).epsilon(0.1));
+  CHECK(base.ink_area == doctest::Approx(base.real.ink_area).epsilon(0.15));
+  CHECK(base.ink_mean > 0.05);
+  CHECK(base.ink_mean < 0.3);
+  // dilate every stroke by one pixel (3x3 max): bolder digits, more ink
+  std::vector<float> bold(x.size());
+  for (std::size_t n = 0; n < real.n; ++n)
+    for (int y = 0; y < 28; ++y)
+      for (int c = 0; c < 28; ++c) {
+        float m = -1.0f;
+        for (int dy = -1; dy <= 1; ++dy)
+          for (int dc = -1; dc <= 1; ++dc)
+            if (y + dy >= 0 && y + dy < 28 && c + dc >= 0 && c + dc < 28)
+              m = std::max(m, x[n * 784 + std::size_t((y + dy) * 28 + c + dc)]);
+        bold[n * 784 + std::size_t(y * 28 + c)] = m;
+      }
+  const auto r = f.ev->score(bold, real.n, real.labels);
+  print("strokes dilated 1 px", r);
+  CHECK(r.ink_mean > 1.5 * base.ink_mean);
+  CHECK(r.ink_area > 1.5 * base.ink_area);
+  CHECK(r.summary().find(" ink ") != std::string::npos);
+  CHECK(r.to_json().at("real_held_out").contains("ink_mean"));
+}
+
 TEST_CASE("eval score: one repeated image gets a large Frechet distance and no diversity") {
   auto& f = fixture();
   std::vector<float> one = pm1(eval::test::slice(f.real, 3, 1));

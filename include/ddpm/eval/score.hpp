@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <tuple>
 #include <vector>
 
 #include "ddpm/core/assert.hpp"
@@ -50,6 +51,7 @@ struct ScoreOptions {
 struct RealFigures {
   std::size_t n = 0;
   double confident_fraction = 0, accuracy = -1, class_entropy = 0, inception_score = 0;
+  double ink_mean = 0, ink_area = 0;  ///< see EvalReport::ink_mean, ink_area
   /// Nearest-training-image distances of the first nn_n held-out images (NaN without them).
   std::size_t nn_n = 0;
   double nn_mean = std::numeric_limits<double>::quiet_NaN();
@@ -68,6 +70,9 @@ struct EvalReport {
   std::vector<std::size_t> predicted_histogram{};
   double class_entropy = nan;
   double inception_score = nan;
+  /// Ink: the mean pixel value on the [0, 1] scale (0 = black) and the fraction of pixels above
+  /// 0.5. Thicker or bolder strokes than the real digits' show as more ink than `real` has.
+  double ink_mean = nan, ink_area = nan;
   double fd = nan;                               ///< Fréchet distance to the held-out features
   std::size_t fd_reference_n = 0;                ///< held-out images in the reference fit
   double fd_real_mean = nan, fd_real_std = nan;  ///< the same for n' real held-out images
@@ -81,7 +86,7 @@ struct EvalReport {
   RealFigures real{};
 
   /// Flat name -> value (for CSV logs): n, confident, accuracy, class_entropy, inception_score,
-  /// fd, fd_real, nn_mean, nn_min, nn_below.
+  /// ink_mean, ink_area, fd, fd_real, nn_mean, nn_min, nn_below.
   [[nodiscard]] std::map<std::string, double> metrics() const;
   /// JSON (ordered keys; NaN as null). Per-sample distances are left out unless `per_sample`.
   [[nodiscard]] nlohmann::ordered_json to_json(bool per_sample = false) const;
@@ -89,6 +94,22 @@ struct EvalReport {
   /// 2.90+-0.31) NN-train mean 5.80 min 3.11 (real 4.60, 1.21), 0 below 1.00".
   [[nodiscard]] std::string summary() const;
 };
+
+namespace detail {
+/// (mean, fraction above 0.5) of pixels given in [-1, 1], on the [0, 1] scale.
+inline std::pair<double, double> ink(std::span<const float> pm1) {
+  if (pm1.empty()) return {std::numeric_limits<double>::quiet_NaN(),
+                           std::numeric_limits<double>::quiet_NaN()};
+  double sum = 0;
+  std::size_t on = 0;
+  for (const float v : pm1) {
+    const double u = 0.5 * (double(v) + 1.0);
+    sum += u;
+    on += u > 0.5;
+  }
+  return {sum / double(pm1.size()), double(on) / double(pm1.size())};
+}
+}  // namespace detail
 
 /// Scores image sets against a reference of real images with a classifier.
 ///
@@ -166,6 +187,7 @@ Evaluator<T, B>::Evaluator(Classifier<T, B>& net, const io::ImageDataset& held_o
   real_.confident_fraction = confident_fraction(p, options_.confident_threshold);
   real_.class_entropy = class_entropy(p);
   real_.inception_score = inception_score(p);
+  std::tie(real_.ink_mean, real_.ink_area) = detail::ink(x);
   if (held_out.labels.size() == held_out.n) real_.accuracy = class_accuracy(p, held_out.labels);
   if (train_n_ > 0 && options_.nn_reference_images > 0) {
     const std::size_t m = std::min(options_.nn_reference_images, held_out.n);
@@ -231,6 +253,7 @@ EvalReport Evaluator<T, B>::score(std::span<const float> images, std::size_t n,
   r.predicted_histogram = predicted_histogram(p);
   r.class_entropy = class_entropy(p);
   r.inception_score = inception_score(p);
+  std::tie(r.ink_mean, r.ink_area) = detail::ink(images);
   r.fd = frechet_distance(fit_gaussian(p.features, n, p.feature_dim), reference_);
   r.fd_reference_n = ref_n_;
   const auto [mean, sd] = real_baseline(n, options_.baseline_repeats);
@@ -264,6 +287,8 @@ inline std::map<std::string, double> EvalReport::metrics() const {
           {"accuracy", accuracy},
           {"class_entropy", class_entropy},
           {"inception_score", inception_score},
+          {"ink_mean", ink_mean},
+          {"ink_area", ink_area},
           {"fd", fd},
           {"fd_real", fd_real_mean},
           {"nn_mean", nn_mean},
@@ -299,6 +324,8 @@ inline nlohmann::ordered_json EvalReport::to_json(bool per_sample) const {
   j["predicted_histogram"] = predicted_histogram;
   j["class_entropy"] = detail::json_number(class_entropy);
   j["inception_score"] = detail::json_number(inception_score);
+  j["ink_mean"] = detail::json_number(ink_mean);
+  j["ink_area"] = detail::json_number(ink_area);
   j["fd"] = detail::json_number(fd);
   j["fd_reference_n"] = fd_reference_n;
   j["fd_real"] = J{{"mean", detail::json_number(fd_real_mean)},
@@ -326,6 +353,8 @@ inline nlohmann::ordered_json EvalReport::to_json(bool per_sample) const {
         {"accuracy", real.accuracy >= 0 ? J(real.accuracy) : J(nullptr)},
         {"class_entropy", detail::json_number(real.class_entropy)},
         {"inception_score", detail::json_number(real.inception_score)},
+        {"ink_mean", detail::json_number(real.ink_mean)},
+        {"ink_area", detail::json_number(real.ink_area)},
         {"nearest_train", real.nn_n ? J{{"n", real.nn_n},
                                         {"mean", detail::json_number(real.nn_mean)},
                                         {"p05", detail::json_number(real.nn_p05)},
@@ -341,7 +370,8 @@ inline std::string EvalReport::summary() const {
   s += " confident=" + fixed(confident_fraction, 3) + " entropy=" + fixed(class_entropy, 3) +
        " IS=" + fixed(inception_score, 2) + " FD=" + fixed(fd, 2) + " (real@" +
        std::to_string(fd_real_n) + " " + fixed(fd_real_mean, 2) + "+-" + fixed(fd_real_std, 2) +
-       ")";
+       ") ink " + fixed(ink_mean, 3) + "/" + fixed(ink_area, 3) + " (real " +
+       fixed(real.ink_mean, 3) + "/" + fixed(real.ink_area, 3) + ")";
   if (nn_train_n) {
     s += " NN-train mean " + fixed(nn_mean, 2) + " min " + fixed(nn_min, 2);
     if (real.nn_n) s += " (real " + fixed(real.nn_mean, 2) + ", " + fixed(real.nn_min, 2) + ")";
