@@ -88,7 +88,8 @@ inline void forward_gemm_prepacked(Context& ctx, const Conv2dShape& s, const flo
   const std::size_t M = s.c_out, K = s.c_in * s.kernel * s.kernel, hwo = s.h_out() * s.w_out();
   const std::size_t hw = s.h * s.w;
   const std::size_t chunk = column_chunk(hwo), nchunks = (hwo + chunk - 1) / chunk;
-  ctx.reserve_thread_scratch(slot_col, chunk + 16);
+  const std::size_t row_size = chunk + 16;
+  ctx.reserve_thread_scratch(slot_col, row_size);
   ctx.reserve_thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, chunk, K));
   ctx.execute([&] {
     tbb::parallel_for(
@@ -104,7 +105,7 @@ inline void forward_gemm_prepacked(Context& ctx, const Conv2dShape& s, const flo
               b = 1.0f;
             }
             const float* xn = x + n * s.c_in * hw;
-            float* row = ctx.thread_scratch(slot_col, chunk + 16);
+            float* row = ctx.thread_scratch(slot_col, row_size);
             im2col::Run* runs = run_buffer(chunk + 1);
             gemm::gemm_blocked(
                 M, len, K, 1.0f,
@@ -175,14 +176,15 @@ inline void backward_data_gemm_col2im(Context& ctx, const Conv2dShape& s, const 
   const std::size_t hw = s.h * s.w;
   float* wp = ctx.shared_scratch(slot_weights, gemm::prepacked_a_size(M, K));
   gemm::prepack_a(true, w, M, M, K, wp);
-  ctx.reserve_thread_scratch(slot_col, M * hwo);
-  ctx.reserve_thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, hwo, K));
+  const std::size_t dcol_size = M * hwo, work_size = gemm::workspace_size(M, hwo, K);
+  ctx.reserve_thread_scratch(slot_col, dcol_size);
+  ctx.reserve_thread_scratch(gemm::scratch_slot, work_size);
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, s.n, 1),
         [&](const tbb::blocked_range<std::size_t>& r) {
           for (std::size_t n = r.begin(); n != r.end(); ++n) {
-            float* dcol = ctx.thread_scratch(slot_col, M * hwo);
+            float* dcol = ctx.thread_scratch(slot_col, dcol_size);
             const float* dyn = dy + n * K * hwo;
             gemm::gemm_blocked(
                 M, hwo, K, 1.0f,
@@ -193,7 +195,7 @@ inline void backward_data_gemm_col2im(Context& ctx, const Conv2dShape& s, const 
                   gemm::pack_b(false, dyn, hwo, k0, k, j0, nn, dst);
                 },
                 0.0f, dcol, hwo,
-                ctx.thread_scratch(gemm::scratch_slot, gemm::workspace_size(M, hwo, K)));
+                ctx.thread_scratch(gemm::scratch_slot, work_size));
             float* dxn = dx + n * s.c_in * hw;
             if (!accumulate) std::fill_n(dxn, s.c_in * hw, 0.0f);
             im2col::col2im_add(s, dcol, dxn, 0, s.c_in);

@@ -149,12 +149,13 @@ inline void forward(Context& ctx, const Conv2dShape& s, const float* x, const fl
   const std::size_t co_block =
       s.n >= 8 ? s.c_out : std::max<std::size_t>(3, gemm::round_up((s.c_out + 7) / 8, 3));
   const std::size_t cob_n = (s.c_out + co_block - 1) / co_block;
-  ctx.reserve_thread_scratch(1, s.c_in * hp * wp);
+  const std::size_t buf_size = s.c_in * hp * wp;
+  ctx.reserve_thread_scratch(1, buf_size);
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, s.n * cob_n, 1),
         [&](const tbb::blocked_range<std::size_t>& r) {
-          float* buf = ctx.thread_scratch(1, s.c_in * hp * wp);
+          float* buf = ctx.thread_scratch(1, buf_size);
           std::size_t padded_n = ~std::size_t{0};
           for (std::size_t t = r.begin(); t != r.end(); ++t) {
             const std::size_t n = t / cob_n, c_lo = (t % cob_n) * co_block;
@@ -193,13 +194,14 @@ inline void weight_gradient3(Context& ctx, const Conv2dShape& s, const float* x,
   constexpr std::size_t k = 3, kk = 9;
   const std::size_t ho = s.h_out(), wo = s.w_out();
   const std::size_t wp = padded_width(wo, k), hp = ho + k - 1, wv = gemm::round_up(wo, lanes);
-  ctx.reserve_thread_scratch(1, hp * wp + wv + 64);
+  const std::size_t buf_size = hp * wp + wv + 64;
+  ctx.reserve_thread_scratch(1, buf_size);
   ctx.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, s.c_out * s.c_in, 1),
         [&](const tbb::blocked_range<std::size_t>& r) {
           // per task: a padded copy of one channel of one image, and one dy row padded to vectors
-          float* buf = ctx.thread_scratch(1, hp * wp + wv + 64);
+          float* buf = ctx.thread_scratch(1, buf_size);
           float* dyrow = buf + hp * wp;
           for (std::size_t t = r.begin(); t != r.end(); ++t) {
             const std::size_t co = t / s.c_in, ci = t % s.c_in;

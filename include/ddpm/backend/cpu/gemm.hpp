@@ -537,10 +537,10 @@ void gemm_blocked_parallel(Context& ctx, std::size_t M, std::size_t N, std::size
   if (M == 0 || N == 0) return;
   const std::size_t flops = M * N * std::max<std::size_t>(K, 1);
   if (ctx.threads() == 1 || flops < (std::size_t{1} << 20) || K == 0 || alpha == 0.0f) {
-    ctx.reserve_thread_scratch(scratch_slot, workspace_size(M, N, K));
+    const std::size_t work_size = workspace_size(M, N, K);
+    ctx.reserve_thread_scratch(scratch_slot, work_size);
     ctx.execute([&] {
-      gemm_blocked(M, N, K, alpha, pa, pb, beta, C, ldc,
-                   ctx.thread_scratch(scratch_slot, workspace_size(M, N, K)));
+      gemm_blocked(M, N, K, alpha, pa, pb, beta, C, ldc, ctx.thread_scratch(scratch_slot, work_size));
     });
     return;
   }

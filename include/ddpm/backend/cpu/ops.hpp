@@ -436,7 +436,7 @@ struct Ops<backend::Cpu> {
       gemm(false, true, C, P, P, scale, k, P, ds, P, 0.0f, dq, P);
       gemm(false, false, C, P, P, scale, q, P, ds, P, 0.0f, dk, P);
     };
-    if (N > 1) ctx.reserve_thread_scratch(detail::cpu::ops_slot, P * P);
+    if (N > 1) ctx.reserve_thread_scratch(detail::cpu::ops_slot, P * P);  // N == 1: calling thread
     for_samples(ctx, N, attention_gemm_workspace(C, P), one);
   }
 
@@ -769,11 +769,11 @@ struct Ops<backend::Cpu> {
     return s;
   }
 
-  /// Packing memory of the single-thread GEMMs of one attention sample (shapes (P, P, C), (C, P, P)
-  /// and (C, P, C)).
+  /// Packing memory of the single-thread GEMMs of one attention sample: M x N x K = P x P x C
+  /// (scores, and dS in backward) and C x P x P (output, dV, dQ, dK).
   static std::size_t attention_gemm_workspace(std::size_t C, std::size_t P) {
     using detail::cpu::gemm::workspace_size;
-    return std::max({workspace_size(P, P, C), workspace_size(C, P, P), workspace_size(P, C, P)});
+    return std::max(workspace_size(P, P, C), workspace_size(C, P, P));
   }
 
   /// Runs one(n, gemm) for every sample: in parallel with the single-thread GEMM when N > 1, on

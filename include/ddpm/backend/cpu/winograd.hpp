@@ -485,8 +485,9 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
   // where the output transform writes the tiles past the last one (4 rows of either stride;
   // finite, as it may be read back when accumulating)
   const std::size_t sink_size = m * std::max(p.w, band_w);
-  ctx.reserve_thread_scratch(0, block_scratch(p, blk));
-  ctx.reserve_thread_scratch(1, (T / tw + 2) * 6 * band_w);
+  const std::size_t scratch_size = block_scratch(p, blk), band_size = (T / tw + 2) * 6 * band_w;
+  ctx.reserve_thread_scratch(0, scratch_size);
+  ctx.reserve_thread_scratch(1, band_size);
   ctx.reserve_thread_scratch(2, sink_size);
   ctx.execute([&] {
     // 1. weight transform, parallel over groups of 6 output channels
@@ -500,8 +501,8 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, blk.blocks, 1),
         [&](const tbb::blocked_range<std::size_t>& r) {
-          float* scratch = ctx.thread_scratch(0, block_scratch(p, blk));
-          float* band_buf = ctx.thread_scratch(1, (T / tw + 2) * 6 * band_w);
+          float* scratch = ctx.thread_scratch(0, scratch_size);
+          float* band_buf = ctx.thread_scratch(1, band_size);
           float* sink = ctx.thread_scratch(2, sink_size);
           std::fill_n(sink, sink_size, 0.0f);
           const std::size_t v_stride = point_stride(ci_n * T), m_stride = point_stride(cop * T);
@@ -750,7 +751,8 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
     float* dt = xt + points * x_stride;
     const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
     const std::size_t band_w = tw * m + 2;
-    ctx.reserve_thread_scratch(1, 9 * 6 * band_w);
+    const std::size_t bands_size = 9 * 6 * band_w;  // 8 bands and a zero band per task
+    ctx.reserve_thread_scratch(1, bands_size);
     ctx.execute([&] {
       for (std::size_t b = 0; b < blocks; ++b) {
         const std::size_t t0 = b * T, nt = std::min(T, total - t0);
@@ -762,7 +764,7 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
         tbb::parallel_for(
             tbb::blocked_range<std::size_t>(0, bands, 1),
             [&](const tbb::blocked_range<std::size_t>& r) {
-              float* bandbuf = ctx.thread_scratch(1, 9 * 6 * band_w);
+              float* bandbuf = ctx.thread_scratch(1, bands_size);
               float* zero_band = bandbuf + 8 * 6 * band_w;
               std::fill_n(zero_band, 6 * band_w, 0.0f);
               alignas(32) float tmp[points * 8];  // one dy transform, [xi][lane]
