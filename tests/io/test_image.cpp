@@ -4,6 +4,7 @@
 #include <stb/stb_image_write.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -27,6 +28,32 @@ Image8 pattern(std::size_t h, std::size_t w, std::size_t c, unsigned seed = 1) {
 
 Image8 constant(std::size_t h, std::size_t w, std::size_t c, std::uint8_t v) {
   return Image8{h, w, c, std::vector<std::uint8_t>(h * w * c, v)};
+}
+
+// Segments of a hand-made baseline JPEG of 8x8 pixels and one component (id 1), for the tests
+// of the JPEG guards.
+using Bytes = std::vector<std::uint8_t>;
+Bytes jpeg_soi() { return {0xFF, 0xD8}; }
+/// DQT defining quantization table 0 with all 64 entries `value`.
+Bytes jpeg_dqt0(std::uint8_t value) {
+  Bytes d{0xFF, 0xDB, 0x00, 0x43, 0x00};
+  d.insert(d.end(), 64, value);
+  return d;
+}
+/// SOF0: 8-bit, 8x8, component 1 sampled 1x1 with quantization table `tq`.
+Bytes jpeg_sof(std::uint8_t tq) { return {0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, tq}; }
+/// DHT with one code of length 1 (symbol 0) for table class `tc` (0 DC, 1 AC), id 0.
+Bytes jpeg_dht(std::uint8_t tc) {
+  Bytes d{0xFF, 0xC4, 0x00, 0x14, std::uint8_t(tc << 4), 1};
+  d.insert(d.end(), 16, 0);
+  return d;
+}
+/// SOS of component 1 with DC and AC table 0, one byte of data, EOI.
+Bytes jpeg_sos_eoi() { return {0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0, 0x00, 0xFF, 0xD9}; }
+Bytes concat(std::initializer_list<Bytes> parts) {
+  Bytes all;
+  for (const Bytes& b : parts) all.insert(all.end(), b.begin(), b.end());
+  return all;
 }
 
 }  // namespace
@@ -212,11 +239,9 @@ TEST_CASE("image: a JPEG Huffman table of more than 256 codes is refused before 
   std::vector<std::uint8_t> seg{0x00};  // table class 0, id 0
   for (int i = 0; i < 16; ++i) seg.push_back(19);  // 16 x 19 = 304 codes
   for (int i = 0; i < 304; ++i) seg.push_back(std::uint8_t(i));
-  std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 0xFF, 0xC4, std::uint8_t((seg.size() + 2) >> 8),
-                                 std::uint8_t((seg.size() + 2) & 0xFF)};
-  jpeg.insert(jpeg.end(), seg.begin(), seg.end());
-  jpeg.push_back(0xFF);
-  jpeg.push_back(0xD9);
+  const Bytes dht_marker{0xFF, 0xC4, std::uint8_t((seg.size() + 2) >> 8),
+                         std::uint8_t((seg.size() + 2) & 0xFF)};
+  Bytes jpeg = concat({jpeg_soi(), dht_marker, seg, {0xFF, 0xD9}});
   const auto p = dir / "dht.jpg";
   write_bytes(p, jpeg);
   DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p), p.string(), "more than 256 codes");
@@ -269,31 +294,15 @@ TEST_CASE("image: a JPEG scan that uses an undefined Huffman table is refused be
   // Regression of tests/fuzz/fuzz_image: stb_image 2.27 then decodes with uninitialised tables
   // and reads far out of bounds (corpus/image/crash_fuzzer_jpeg_undefined_table_*.jpg).
   TempDir dir;
-  std::vector<std::uint8_t> soi_sof{0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x43, 0x00};  // DQT 0: all 1
-  soi_sof.insert(soi_sof.end(), 64, 1);
-  for (std::uint8_t b : {0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0})
-    soi_sof.push_back(b);  // baseline 8x8, 1 component (id 1, quantization table 0)
-  // DHT with one code of length 1 for table class `tc` (0 DC, 1 AC), id 0.
-  auto dht = [](std::uint8_t tc) {
-    std::vector<std::uint8_t> d{0xFF, 0xC4, 0x00, 0x14, std::uint8_t(tc << 4), 1};
-    d.insert(d.end(), 15, 0);
-    d.push_back(0);  // the symbol
-    return d;
-  };
-  const std::vector<std::uint8_t> sos{0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0, 0x00, 0xFF, 0xD9};
-  std::vector<std::uint8_t> jpeg = soi_sof;
-  const auto dc = dht(0), ac = dht(1);
-  jpeg.insert(jpeg.end(), dc.begin(), dc.end());
-  jpeg.insert(jpeg.end(), sos.begin(), sos.end());  // uses AC table 0, never defined
+  const Bytes head = concat({jpeg_soi(), jpeg_dqt0(1), jpeg_sof(0)});
+  // uses AC table 0, never defined
+  Bytes jpeg = concat({head, jpeg_dht(0), jpeg_sos_eoi()});
   const auto p = dir / "undefined_table.jpg";
   write_bytes(p, jpeg);
   DDPM_CHECK_IO_ERROR(ddpm::io::read_image(p), p.string(),
                       "a scan uses a Huffman table the file does not define");
   // With the AC table defined the guard lets it through (stb_image decides about the rest).
-  jpeg = soi_sof;
-  jpeg.insert(jpeg.end(), dc.begin(), dc.end());
-  jpeg.insert(jpeg.end(), ac.begin(), ac.end());
-  jpeg.insert(jpeg.end(), sos.begin(), sos.end());
+  jpeg = concat({head, jpeg_dht(0), jpeg_dht(1), jpeg_sos_eoi()});
   CHECK(ddpm::io::detail::jpeg_hazard(std::as_bytes(std::span(jpeg))) == nullptr);
   // Progressive JPEGs (DC scans name an AC table they do not use) are not refused.
   for (const char* name : {"progressive_rgb.jpg", "progressive_gray.jpg"}) {
@@ -335,22 +344,8 @@ TEST_CASE("image: a JPEG scan of a component whose quantization table is undefin
   // (corpus/image/crash_fuzzer_jpeg_undefined_quant_*.jpg).
   TempDir dir;
   auto jpeg_with = [](std::uint8_t tq, bool with_dqt) {
-    std::vector<std::uint8_t> j{0xFF, 0xD8};
-    if (with_dqt) {
-      for (std::uint8_t b : {0xFF, 0xDB, 0x00, 0x43, 0x00}) j.push_back(b);  // defines table 0
-      j.insert(j.end(), 64, 2);
-    }
-    for (std::uint8_t b : {0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0}) j.push_back(b);
-    j[j.size() - 1] = tq;  // the component's quantization table
-    for (std::uint8_t tc : {0, 1}) {  // DC and AC table 0: one code of length 1
-      for (std::uint8_t b : {0xFF, 0xC4, 0x00, 0x14}) j.push_back(b);
-      j.push_back(std::uint8_t(tc << 4));
-      j.push_back(1);
-      j.insert(j.end(), 16, 0);
-    }
-    for (std::uint8_t b : {0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0, 0x00, 0xFF, 0xD9})
-      j.push_back(b);
-    return j;
+    return concat({jpeg_soi(), with_dqt ? jpeg_dqt0(2) : Bytes{}, jpeg_sof(tq), jpeg_dht(0),
+                   jpeg_dht(1), jpeg_sos_eoi()});
   };
   const auto p = dir / "no_dqt.jpg";
   write_bytes(p, jpeg_with(0, false));
