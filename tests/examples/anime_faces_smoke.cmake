@@ -62,9 +62,10 @@ string(SUBSTRING "${wh}" 0 8 whex)
 string(SUBSTRING "${wh}" 8 8 hhex)
 math(EXPR gw "0x${whex}")
 math(EXPR gh "0x${hhex}")
-# 4 images of 8x8 in 2 columns, 2 pixels of padding: 2 * (8 + 2) + 2 = 22.
-if(NOT sig STREQUAL "89504e470d0a1a0a" OR NOT gw EQUAL 22 OR NOT gh EQUAL 22)
-  message(FATAL_ERROR "anime_faces_smoke: ${grid} is ${gw}x${gh} (signature ${sig}), expected a 22x22 PNG")
+# 4 images of 8x8 in 2 columns, 2 pixels of padding, drawn twice as large (images up to 32x32):
+# 2 * (2 * (8 + 2) + 2) = 44.
+if(NOT sig STREQUAL "89504e470d0a1a0a" OR NOT gw EQUAL 44 OR NOT gh EQUAL 44)
+  message(FATAL_ERROR "anime_faces_smoke: ${grid} is ${gw}x${gh} (signature ${sig}), expected a 44x44 PNG")
 endif()
 
 # 2. idx4 at 24x24 with --image-size 8: trained at 8x8.
@@ -74,7 +75,24 @@ execute_process(COMMAND ${EXE} --threads 2 train --idx ${WORK}/in/rgb.idx4 --ima
 check_rc("train --idx --image-size 8" "${rc}" "${out}${err}")
 expect_in("train --idx --image-size 8" "${out}" "resized to 8x8" "data: 12 images 3x8x8")
 
-# 3. Bad input: each fails (exit 1) with a message naming the file or option.
+# 3. The defaults are the CPU recipe: 32x32 (the 24x24 idx4 images resized), the 2.25 M-parameter
+#    U-Net, v target, T = 200; --image-size 64 switches the U-Net to UNetConfig::anime64 (17.2 M).
+set(one_step --steps 1 --batch 2 --count 1 --sample-steps 1 --record-every 0 --fresh)
+execute_process(COMMAND ${EXE} --threads 2 train --idx ${WORK}/in/rgb.idx4 ${one_step} --out ${WORK}/run_default
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+check_rc("train --idx (defaults)" "${rc}" "${out}${err}")
+expect_in("train --idx (defaults)" "${out}" "resized to 32x32" "data: 12 images 3x32x32"
+          "model: cosine, v, l2, T=200, 2245763 parameters")
+execute_process(COMMAND ${EXE} --threads 2 train --idx ${WORK}/in/rgb.idx4 --image-size 64 --dropout 0.2
+                        ${one_step} --out ${WORK}/run_64
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+check_rc("train --idx --image-size 64" "${rc}" "${out}${err}")
+expect_in("train --idx --image-size 64" "${out}" "data: 12 images 3x64x64" "17217923 parameters")
+file(READ ${WORK}/run_64/checkpoint.safetensors head OFFSET 8 LIMIT 65536)  # the JSON header
+expect_in("--image-size 64 checkpoint metadata" "${head}" "\"opt.base_channels\":\"64\""
+          "\"opt.channel_mults\":\"1,2,2,4\"" "\"opt.attention_resolutions\":\"16\"" "\"opt.dropout\":\"0.2\"")
+
+# 4. Bad input: each fails (exit 1) with a message naming the file or option.
 function(expect_error what)
   cmake_parse_arguments(A "" "" "ARGS;EXPECT" ${ARGN})
   execute_process(COMMAND ${EXE} --threads 1 train ${A_ARGS} --steps 1 ${tiny} --out ${WORK}/bad
@@ -91,11 +109,11 @@ expect_error("images only in a subfolder" ARGS --data ${WORK}/in/nested
 expect_error("undecodable image" ARGS --data ${WORK}/in/broken EXPECT "b_not_an_image.png" "cannot decode image")
 expect_error("grey folder" ARGS --data ${WORK}/in/grey EXPECT "in/grey" "grey" "RGB")
 expect_error("grey idx3" ARGS --idx ${WORK}/in/grey.idx3 EXPECT "grey.idx3" "grey images" "idx4")
-expect_error("--attn-res not a level" ARGS --idx ${WORK}/in/rgb.idx4 --attn-res 5
+expect_error("--attn-res not a level" ARGS --idx ${WORK}/in/rgb.idx4 --image-size 24 --attn-res 5
              EXPECT "--attn-res 5" "24x24" "levels of 24,12" "--attn-res 12")
 expect_error("--image-size not divisible" ARGS --data ${WORK}/in/colour --image-size 9
              EXPECT "--image-size" "multiple of 2")
-# 4. With ddpm-eval (-DEVAL=...): an RGB feature encoder for the 8x8 images, `train --eval-every 2`
+# 5. With ddpm-eval (-DEVAL=...): an RGB feature encoder for the 8x8 images, `train --eval-every 2`
 #    logs two evaluations in eval.csv, score-rgb scores the sampled grid, and an encoder of another
 #    size is refused by name.
 if(EVAL)
