@@ -1,8 +1,8 @@
 // The RGB score (eval/rgb_score.hpp) on synthetic structured colour images made here (a disc and
 // a bar of random colours on a two-colour gradient, 16x16): the rotation encoder learns its task,
 // blur, noise, a colour shift and mode collapse each raise the Fréchet distance well above the
-// real-vs-real baseline, exact copies of training images are found, and an encoder file refuses
-// images of another size.
+// real-vs-real baseline, exact copies of training images are found, samples alike each other are
+// counted, and an encoder file refuses images of another size.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -177,6 +177,37 @@ TEST_CASE("RGB score: exact copies of training images are counted, new images ar
   for (std::size_t i = 0; i < 10; ++i) CHECK(r.nn_index[i] == 7 * i);
   REQUIRE(r.real_nn_n > 0);
   CHECK(r.real_nn_min > r.copy_rms);  // distinct real images are not copies of each other
+}
+
+TEST_CASE("RGB score: samples alike each other are counted (no two alike), distinct ones are not") {
+  Fixture& f = fixture();
+  const std::size_t n = f.fresh.n, item = 3 * S * S;
+  const std::vector<float> x = floats(f.fresh);
+  const auto distinct = f.ev->score(x, n);
+  CHECK(distinct.duplicate_pairs == 0);
+  CHECK(distinct.self_nn_min > distinct.copy_rms);
+  REQUIRE(distinct.real_self_n == n);
+  CHECK(distinct.real_self_nn_min > distinct.copy_rms);
+  // New images of the same process are about as far from each other as real images are.
+  CHECK(distinct.self_nn_mean == doctest::Approx(distinct.real_self_nn_mean).epsilon(0.25));
+  // Mode collapse: 5 distinct images, each 20 times: 5 x (20 choose 2) = 950 alike pairs.
+  std::vector<float> collapsed(x.size());
+  for (std::size_t i = 0; i < n; ++i)
+    std::copy_n(x.begin() + std::ptrdiff_t((i % 5) * item), item, collapsed.begin() + std::ptrdiff_t(i * item));
+  const auto c = f.ev->score(collapsed, n);
+  MESSAGE("collapsed: " << c.summary());
+  CHECK(c.duplicate_pairs == 950);
+  CHECK(c.self_nn_min < 1e-6);
+  CHECK(c.summary().find("950 alike") != std::string::npos);
+  // One pair barely apart (1 grey level on every value) is alike too; the rest are not.
+  std::vector<float> one = x;
+  for (std::size_t k = 0; k < item; ++k) one[item + k] = std::min(1.0f, x[k] + 2.0f / 255.0f);
+  const auto o = f.ev->score(one, n);
+  CHECK(o.duplicate_pairs == 1);
+  CHECK(o.self_nn_min < o.copy_rms);
+  const auto j = o.to_json();
+  CHECK(j["within_set"]["alike_pairs"] == 1);
+  CHECK(j["within_set"]["real"]["n"] == n);
 }
 
 TEST_CASE("feature encoder files: saved with their size; another size or a classifier is refused by name") {

@@ -123,12 +123,19 @@ struct RgbReport {
   std::vector<std::size_t> nn_index{};
   std::size_t real_nn_n = 0;  ///< the same distances for real images (to the other real images)
   double real_nn_mean = nan, real_nn_min = nan;
+  /// Within the set: per sample, the RMS difference to the nearest *other* sample (mean, min),
+  /// and the pairs closer than copy_rms (near-duplicates: "no two alike" fails). Next to it the
+  /// same for the first min(n, real images) real images among themselves (NaN when n < 2).
+  double self_nn_mean = nan, self_nn_min = nan;
+  std::size_t duplicate_pairs = 0;
+  std::size_t real_self_n = 0;
+  double real_self_nn_mean = nan, real_self_nn_min = nan;
 
   [[nodiscard]] nlohmann::ordered_json to_json(bool per_sample = false) const;
   /// One line: "n=25 FD=12.3 (real@25 4.5+-0.6) NN-train mean 0.21 min 0.15 (real 0.18, 0.09),
-  /// 0 copies (< 0.020)".
+  /// 0 copies (< 0.020); within the set NN mean 0.25 min 0.19 (real@25 0.26, 0.20), 0 alike".
   [[nodiscard]] std::string summary() const;
-  /// Figures for a CSV log: n, fd, fd_real, nn_mean, nn_min, copies.
+  /// Figures for a CSV log: n, fd, fd_real, nn_mean, nn_min, copies, self_nn_min, duplicate_pairs.
   [[nodiscard]] std::map<std::string, double> metrics() const;
 };
 
@@ -148,6 +155,17 @@ template <std::floating_point T, class B>
                                                                 std::size_t m, std::size_t dim,
                                                                 std::size_t n, std::size_t repeats,
                                                                 std::uint64_t seed);
+
+/// Within-set nearest neighbours of n images of dim values each (any scale; `scale` multiplies
+/// the L2 distances): per image, the distance to the closest *other* image, and the number of
+/// pairs closer than `alike` (in scaled units). O(n^2 dim); n >= 2.
+struct WithinSet {
+  std::vector<double> distance{};
+  std::size_t pairs_below = 0;
+};
+template <class V>
+[[nodiscard]] WithinSet within_set_nearest(std::span<const V> images, std::size_t n, std::size_t dim,
+                                           double scale, double alike);
 
 /// Scores image sets against real images with a feature encoder. The real images are both the
 /// Fréchet reference and the nearest-neighbour base (for a user's training folder, the training
@@ -396,7 +414,42 @@ RgbReport RgbEvaluator<T, B>::score(std::span<const float> images, std::size_t n
   r.real_nn_n = real_nn_n_;
   r.real_nn_mean = real_nn_mean_;
   r.real_nn_min = real_nn_min_;
+  if (n >= 2) {
+    // samples in [-1, 1]: half the difference is the difference on the [0, 1] scale
+    const WithinSet w = within_set_nearest(images, n, px, 0.5 / std::sqrt(double(px)), options_.copy_rms);
+    r.self_nn_min = *std::min_element(w.distance.begin(), w.distance.end());
+    r.self_nn_mean = std::accumulate(w.distance.begin(), w.distance.end(), 0.0) / double(n);
+    r.duplicate_pairs = w.pairs_below;
+    r.real_self_n = std::min(n, train_n_);
+    const WithinSet wr = within_set_nearest(
+        std::span<const std::uint8_t>(train_pixels_.data(), r.real_self_n * px), r.real_self_n, px,
+        1.0 / (255.0 * std::sqrt(double(px))), options_.copy_rms);
+    r.real_self_nn_min = *std::min_element(wr.distance.begin(), wr.distance.end());
+    r.real_self_nn_mean = std::accumulate(wr.distance.begin(), wr.distance.end(), 0.0) / double(r.real_self_n);
+  }
   return r;
+}
+
+template <class V>
+WithinSet within_set_nearest(std::span<const V> images, std::size_t n, std::size_t dim, double scale,
+                             double alike) {
+  detail::require(images.size() == n * dim && n >= 2, "eval::within_set_nearest", images.size(),
+                  " values for ", n, " images of ", dim, " (need at least 2 images)");
+  WithinSet w;
+  w.distance.assign(n, std::numeric_limits<double>::infinity());
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = i + 1; j < n; ++j) {
+      double d2 = 0;
+      for (std::size_t k = 0; k < dim; ++k) {
+        const double d = double(images[i * dim + k]) - double(images[j * dim + k]);
+        d2 += d * d;
+      }
+      const double d = std::sqrt(d2) * scale;
+      w.distance[i] = std::min(w.distance[i], d);
+      w.distance[j] = std::min(w.distance[j], d);
+      w.pairs_below += d < alike;
+    }
+  return w;
 }
 
 inline nlohmann::ordered_json RgbReport::to_json(bool per_sample) const {
@@ -426,6 +479,14 @@ inline nlohmann::ordered_json RgbReport::to_json(bool per_sample) const {
                                                {"mean", detail::json_number(real_nn_mean)},
                                                {"min", detail::json_number(real_nn_min)}}
                                            : J(nullptr);
+  j["within_set"] = J{{"metric", "RMS difference per value to the nearest other sample, [0, 1] scale"},
+                      {"mean", detail::json_number(self_nn_mean)},
+                      {"min", detail::json_number(self_nn_min)},
+                      {"alike_threshold", copy_rms},
+                      {"alike_pairs", duplicate_pairs},
+                      {"real", J{{"n", real_self_n},
+                                 {"mean", detail::json_number(real_self_nn_mean)},
+                                 {"min", detail::json_number(real_self_nn_min)}}}};
   return j;
 }
 
@@ -437,12 +498,17 @@ inline std::string RgbReport::summary() const {
   s += " NN-train mean " + fixed(nn_mean, 3) + " min " + fixed(nn_min, 3);
   if (real_nn_n) s += " (real " + fixed(real_nn_mean, 3) + ", " + fixed(real_nn_min, 3) + ")";
   s += ", " + std::to_string(copies) + " copies (< " + fixed(copy_rms, 3) + ")";
+  if (n >= 2)
+    s += "; within the set NN mean " + fixed(self_nn_mean, 3) + " min " + fixed(self_nn_min, 3) +
+         " (real@" + std::to_string(real_self_n) + " " + fixed(real_self_nn_mean, 3) + ", " +
+         fixed(real_self_nn_min, 3) + "), " + std::to_string(duplicate_pairs) + " alike";
   return s;
 }
 
 inline std::map<std::string, double> RgbReport::metrics() const {
   return {{"n", double(n)},         {"fd", fd},         {"fd_real", fd_real_mean},
-          {"nn_mean", nn_mean},     {"nn_min", nn_min}, {"copies", double(copies)}};
+          {"nn_mean", nn_mean},     {"nn_min", nn_min}, {"copies", double(copies)},
+          {"self_nn_min", self_nn_min}, {"duplicate_pairs", double(duplicate_pairs)}};
 }
 
 }  // namespace ddpm::eval
