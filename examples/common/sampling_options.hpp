@@ -20,7 +20,7 @@
 
 namespace examples {
 
-/// --sampler, --steps (or --sample-steps), --spacing, --eta, --guidance, --no-clip,
+/// --sampler, --steps (or --sample-steps), --spacing, --eta, --guidance, --guidance-interval, --no-clip,
 /// --dynamic-threshold, --sample-seed.
 struct SamplerArgs {
   std::string sampler;
@@ -28,6 +28,7 @@ struct SamplerArgs {
   std::string spacing;  // empty: the sampler's default
   double eta = 0.0;
   double guidance = 1.0;
+  std::vector<double> guidance_interval{0.0, 1.0};  // guidance only where lo <= t / T <= hi
   bool no_clip = false;
   double dynamic_threshold = 0.0;
   std::uint64_t seed = 7;
@@ -48,8 +49,15 @@ struct SamplerArgs {
                    "timestep spacing: linspace, leading, trailing or karras (default: the sampler's)")
         ->check(CLI::IsMember({"linspace", "leading", "trailing", "karras"}));
     app.add_option("--eta", eta, "DDIM eta (0 = deterministic)")->capture_default_str();
-    if (with_guidance)
+    if (with_guidance) {
       app.add_option("--guidance", guidance, "classifier-free guidance weight w (1 = off)")->capture_default_str();
+      app.add_option("--guidance-interval", guidance_interval,
+                     "LO,HI: guide only the steps with LO <= t/T <= HI (the others: w = 1, one network call)")
+          ->delimiter(',')
+          ->expected(2)
+          ->check(CLI::Range(0.0, 1.0))
+          ->capture_default_str();
+    }
     app.add_flag("--no-clip", no_clip, "do not clip the predicted x0 to [-1, 1]");
     app.add_option("--dynamic-threshold", dynamic_threshold,
                    "Imagen dynamic thresholding percentile, e.g. 0.995 (0 = off)")->capture_default_str();
@@ -61,6 +69,7 @@ struct SamplerArgs {
   /// Options common to every sampling call (labels and counts are the caller's).
   void apply(ddpm::SampleOptions& o) const {
     o.seed = seed;
+    o.guidance_interval = {guidance_interval.at(0), guidance_interval.at(1)};
     o.clip = !no_clip;
     o.dynamic_threshold = dynamic_threshold;
   }

@@ -1,7 +1,7 @@
 // Tests of the stateful solvers (ddpm/diffusion/sampler/sample.hpp, solvers.hpp): convergence at
 // the solver's order on Gaussian data (closed-form denoiser and closed-form ODE solution), bit
 // identity of Ancestral and DDIM with the loop they replaced, guidance / target / clipping
-// combinations, no allocation per step, spacings and the errors of bad input.
+// combinations, guidance on an interval of t, no allocation per step, spacings and the errors of bad input.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -265,6 +265,79 @@ TEST_CASE("guidance, targets and clipping combine the same way in every solver")
   run(target::V{});
 }
 
+TEST_CASE("guidance on an interval of t: guided steps inside, one conditional call outside") {
+  // The same as plain sampling of a model that guides itself only where lo <= t / T <= hi, bit
+  // for bit, in every solver; the steps outside call the network once with the n real labels.
+  DiffusionProcess<schedule::Cosine, target::V, loss::L2, Ref> proc(schedule::Cosine{.steps = 100});
+  LabelledNoise<decltype(proc)> cond{&proc};
+  const float w = 2.5f;
+  const double lo = 0.2, hi = 0.7;
+  std::size_t calls = 0, unguided_calls = 0;
+  auto counted = [&](ConstView<float> x, ConstView<std::int32_t> t, ConstView<std::int32_t> y, View<float> out) {
+    ++calls;
+    const double tf = double(t[0]) / 100.0;
+    if (tf < lo || tf > hi) {
+      ++unguided_calls;
+      CHECK(x.n() == 4);  // no null-label half
+      for (std::size_t i = 0; i < y.size(); ++i) CHECK(y[i] == std::int32_t(i + 1));
+    } else {
+      CHECK(x.n() == 8);
+    }
+    cond(x, t, y, out);
+  };
+  auto self_guided = [&](ConstView<float> x, ConstView<std::int32_t> t, ConstView<std::int32_t> y, View<float> out) {
+    const double tf = double(t[0]) / 100.0;
+    cond(x, t, y, out);
+    if (tf < lo || tf > hi) return;
+    std::vector<float> u(out.size());
+    std::vector<std::int32_t> null(y.size(), 9);
+    cond(x, t, ConstView<std::int32_t>(null.data(), y.shape()), View<float>(u.data(), out.shape()));
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = u[i] + w * (out[i] - u[i]);
+  };
+  for (const SamplerSpec& spec : std::vector<SamplerSpec>{sampler::Ancestral{.steps = 10}, sampler::Ddim{.steps = 10},
+                                                           sampler::DpmSolverPP{.steps = 10}, sampler::Heun{.steps = 6},
+                                                           sampler::UniPC{.steps = 10}})
+    std::visit([&](const auto& smp) {
+      SampleOptions o;
+      o.num_samples = 4;
+      o.labels = {1, 2, 3, 4};
+      o.null_label = 9;
+      o.seed = 5;
+      o.guidance = w;
+      o.guidance_interval = {lo, hi};
+      calls = unguided_calls = 0;
+      const auto a = sample(proc, counted, Shape{1, 3, 3}, smp, o);
+      INFO(smp.describe());
+      CHECK(unguided_calls > 0);
+      CHECK(unguided_calls < calls);
+      o.guidance = 1.0;
+      const auto b = sample(proc, self_guided, Shape{1, 3, 3}, smp, o);
+      CHECK(a.images == b.images);
+      // the full interval is plain guidance, an empty one plain conditional sampling
+      o.guidance = w;
+      o.guidance_interval = {0.0, 1.0};
+      const auto full = sample(proc, cond, Shape{1, 3, 3}, smp, o);
+      o.guidance_interval = {2.0 / 3.0, 2.0 / 3.0};  // no timestep of the plan lies there
+      const auto none = sample(proc, cond, Shape{1, 3, 3}, smp, o);
+      o.guidance = 1.0;
+      const auto plain = sample(proc, cond, Shape{1, 3, 3}, smp, o);
+      CHECK(none.images == plain.images);
+      CHECK(full.images != plain.images);
+      CHECK(a.images != full.images);
+    }, spec);
+  SampleOptions bad;
+  bad.num_samples = 4;
+  bad.labels = {1, 2, 3, 4};
+  bad.null_label = 9;
+  bad.guidance = 2.0;
+  bad.guidance_interval = {0.8, 0.2};
+  CHECK_THROWS_WITH_AS(sample(proc, cond, Shape{1, 3, 3}, sampler::Ddim{.steps = 5}, bad),
+                       doctest::Contains("SampleOptions::guidance_interval"), std::invalid_argument);
+  bad.guidance_interval = {0.0, 1.5};
+  CHECK_THROWS_WITH_AS(sample(proc, cond, Shape{1, 3, 3}, sampler::Ddim{.steps = 5}, bad),
+                       doctest::Contains("0 <= lo <= hi <= 1"), std::invalid_argument);
+}
+
 TEST_CASE("dynamic thresholding keeps every solver's samples in [-1, 1]") {
   DiffusionProcess<schedule::Linear, target::X0, loss::L2, Ref> proc(schedule::Linear{.steps = 50});
   auto wild = [](ConstView<float> x, ConstView<std::int32_t>, ConstView<std::int32_t>, View<float> out) {
@@ -291,6 +364,7 @@ TEST_CASE("sampling allocates nothing per step: the count does not grow with the
   o.labels = {0, 1, 2, 3, 4, 5};
   o.null_label = 6;
   o.guidance = 2.0;
+  o.guidance_interval = {0.3, 0.8};  // guided and unguided steps
   o.dynamic_threshold = 0.95;
   auto allocs = [&](const auto& smp) {
     const std::size_t before = detail::tensor_allocation_count().load();

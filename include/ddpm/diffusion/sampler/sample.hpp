@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,11 @@ struct SampleOptions {
   /// Classifier-free guidance weight w: out = out_null + w (out_cond - out_null); 1 = plain
   /// conditional (one network call per step), needs labels and a null class otherwise.
   double guidance = 1.0;
+  /// Guidance on an interval of t (Kynkaenniemi et al. 2024): w applies only at the steps whose
+  /// timestep t satisfies lo <= t / T <= hi; the other steps evaluate the conditional network
+  /// alone (one call, w = 1). {0, 1} (default): every step. Guidance at the noisiest steps
+  /// settles the global layout and costs the most variety; at the last steps it does little.
+  std::array<double, 2> guidance_interval{0.0, 1.0};
   /// The class index of the null ("no class") label, used with guidance != 1.
   std::int32_t null_label = -1;
   std::uint64_t seed = 0;
@@ -61,6 +67,10 @@ struct SampleOptions {
     detail::require(guidance == 1.0 || (!labels.empty() && null_label >= 0),
                     "SampleOptions::guidance", "w = ", guidance,
                     " needs labels and a class-conditional model");
+    detail::require(guidance_interval[0] >= 0.0 && guidance_interval[0] <= guidance_interval[1] &&
+                        guidance_interval[1] <= 1.0,
+                    "SampleOptions::guidance_interval", "must be {lo, hi} with 0 <= lo <= hi <= 1, got {",
+                    guidance_interval[0], ", ", guidance_interval[1], "}");
     detail::require(dynamic_threshold == 0.0 || (dynamic_threshold > 0.5 && dynamic_threshold < 1.0),
                     "SampleOptions::dynamic_threshold", "must be 0 (off) or in (0.5, 1), got ",
                     dynamic_threshold);
@@ -426,6 +436,7 @@ class SampleContext {
     if (cfg_) {
       xx_.resize(Shape{2 * n, image_shape[0], image_shape[1], image_shape[2]});
       out2_.resize(xx_.shape());
+      t_dev_.resize(Shape{2 * n});  // capacity for guided steps (unguided ones use n)
     }
     if (opts_.dynamic_threshold > 0.0) host_x0_.resize(n * item_);
   }
@@ -437,17 +448,21 @@ class SampleContext {
   /// dynamic thresholding (eps kept consistent with the thresholded x0).
   void denoise(ConstView<T> x, std::int32_t t, View<T> x0, View<T> eps) {
     const std::size_t n = n_;
-    t_host_.assign(cfg_ ? 2 * n : n, t);
+    const double tf = double(t) / double(proc_.steps());
+    const bool guided = cfg_ && tf >= opts_.guidance_interval[0] && tf <= opts_.guidance_interval[1];
+    t_host_.assign(guided ? 2 * n : n, t);
     t_dev_.resize(Shape{t_host_.size()});
     t_dev_.copy_from(t_host_);
-    if (cfg_) {
+    if (guided) {
       O::copy(be_, x, xx_.view().slice(0, n));
       O::copy(be_, x, xx_.view().slice(n, n));
       model_(xx_.cview(), t_dev_.cview(), y_dev_.cview(), out2_.view());
       O::guidance(be_, ConstView<T>(out2_.view().slice(0, n)), ConstView<T>(out2_.view().slice(n, n)),
                   T(opts_.guidance), out_.view());
     } else {
-      model_(x, t_dev_.cview(), cond_ ? y_dev_.cview() : ConstView<std::int32_t>{}, out_.view());
+      // y_dev_ holds the n labels, then (with guidance) the n null labels
+      model_(x, t_dev_.cview(), cond_ ? ConstView<std::int32_t>(y_dev_.view().slice(0, n)) : ConstView<std::int32_t>{},
+             out_.view());
     }
     ++nfe_;
     tn_.assign(n, t);
