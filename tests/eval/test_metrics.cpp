@@ -1,9 +1,12 @@
 // Tests for ddpm/eval/metrics.hpp: closed-form cases of every figure, the Fréchet distance
-// against the eigenvalues of the non-symmetric product, nearest neighbours against brute force.
+// against the eigenvalues of the non-symmetric product, nearest neighbours (to a base, and within
+// one set) against brute force.
 #include <doctest/doctest.h>
 
 #include <Eigen/Eigenvalues>
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "ddpm/core/rng.hpp"
@@ -169,4 +172,41 @@ TEST_CASE("eval metrics: nearest neighbours find exact copies and match brute fo
     CHECK(nn.distance[i] == doctest::Approx(best).epsilon(1e-6));
   }
   CHECK_THROWS_AS((void)eval::nearest_neighbours(q, nq, base, nb, dim + 1), std::invalid_argument);
+}
+
+TEST_CASE("eval metrics: within-set nearest neighbours match brute force across row blocks") {
+  // 600 images (more than one block of 512 rows), three exact duplicates and one near pair; bytes
+  // scaled as the RGB score scales real images.
+  const std::size_t n = 600, dim = 48;
+  const Rng rng{21};
+  std::vector<std::uint8_t> img(n * dim);
+  for (std::size_t k = 0; k < img.size(); ++k) img[k] = std::uint8_t(rng.uniform(0, k) * 255.0);
+  auto row = [&](std::size_t i) { return img.begin() + std::ptrdiff_t(i * dim); };
+  std::copy_n(row(3), dim, row(520));   // duplicates across the block boundary
+  std::copy_n(row(10), dim, row(11));
+  std::copy_n(row(10), dim, row(599));
+  std::copy_n(row(40), dim, row(41));   // near pair: one value 1 grey level off
+  img[41 * dim] = std::uint8_t(img[40 * dim] ^ 1);
+  const double scale = 1.0 / (255.0 * std::sqrt(double(dim))), alike = 0.01;
+  const auto w = eval::within_set_nearest(std::span<const std::uint8_t>(img), n, dim, scale, alike);
+  std::size_t pairs = 0;
+  for (std::size_t a = 0; a < n; ++a) {
+    double best = 1e300;
+    for (std::size_t b = 0; b < n; ++b) {
+      if (a == b) continue;
+      double s = 0;
+      for (std::size_t k = 0; k < dim; ++k) {
+        const double d = (double(img[a * dim + k]) - double(img[b * dim + k])) * scale;
+        s += d * d;
+      }
+      best = std::min(best, std::sqrt(s));
+      pairs += b > a && std::sqrt(s) < alike;
+    }
+    CHECK(std::abs(w.distance[a] - best) < 1e-6);  // distances are about 0.4, duplicates 0
+  }
+  CHECK(pairs == 5);  // (3, 520), (10, 11), (10, 599), (11, 599), (40, 41)
+  CHECK(w.pairs_below == pairs);
+  CHECK(w.distance[520] < 1e-6);
+  CHECK_THROWS_AS((void)eval::within_set_nearest(std::span<const std::uint8_t>(img.data(), dim), 1, dim, scale, alike),
+                  std::invalid_argument);
 }

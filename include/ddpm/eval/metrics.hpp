@@ -81,6 +81,21 @@ struct Nearest {
                                                 std::span<const std::uint8_t> base, std::size_t nb,
                                                 std::size_t dim);
 
+/// Within one set: per image, the L2 distance to the closest *other* image, and the number of
+/// pairs closer than `alike`.
+struct WithinSet {
+  std::vector<double> distance{};
+  std::size_t pairs_below = 0;
+};
+
+/// Within-set nearest neighbours of n >= 2 images of dim values each; the values are multiplied
+/// by `scale` first (e.g. 0.5 / sqrt(dim) for floats in [-1, 1]: RMS differences on the [0, 1]
+/// scale), `alike` is in the scaled units. Distances from |a|^2 + |b|^2 - 2 a.b in double, a
+/// block of rows against all at a time (Eigen GEMM, memory O(block n)).
+template <class V>
+[[nodiscard]] WithinSet within_set_nearest(std::span<const V> images, std::size_t n, std::size_t dim,
+                                           double scale, double alike);
+
 // ---------------------------------------------------------------- implementation
 
 inline double confident_fraction(const Predictions& p, double threshold) {
@@ -239,6 +254,36 @@ inline Nearest nearest_neighbours(std::span<const float> queries, std::size_t nq
     out.distance[i] = std::sqrt(s);
   }
   return out;
+}
+
+template <class V>
+WithinSet within_set_nearest(std::span<const V> images, std::size_t n, std::size_t dim, double scale,
+                             double alike) {
+  detail::require(images.size() == n * dim && n >= 2, "eval::within_set_nearest", images.size(),
+                  " values for ", n, " images of ", dim, " (need at least 2 images)");
+  using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  MatD x(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(dim));
+  for (std::size_t i = 0; i < n * dim; ++i) x.data()[i] = double(images[i]) * scale;
+  const Eigen::VectorXd sq = x.rowwise().squaredNorm();
+  WithinSet w;
+  w.distance.assign(n, std::numeric_limits<double>::infinity());
+  constexpr std::size_t block = 512;
+  MatD dots;
+  for (std::size_t r0 = 0; r0 < n; r0 += block) {
+    const std::size_t m = std::min(block, n - r0);
+    dots.noalias() = x.middleRows(Eigen::Index(r0), Eigen::Index(m)) * x.transpose();  // (m, n)
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::size_t a = r0 + i;
+      for (std::size_t b = 0; b < n; ++b) {
+        if (b == a) continue;
+        const double d = std::sqrt(std::max(
+            0.0, sq[Eigen::Index(a)] + sq[Eigen::Index(b)] - 2.0 * dots(Eigen::Index(i), Eigen::Index(b))));
+        w.distance[a] = std::min(w.distance[a], d);
+        w.pairs_below += b > a && d < alike;
+      }
+    }
+  }
+  return w;
 }
 
 }  // namespace ddpm::eval

@@ -156,17 +156,6 @@ template <std::floating_point T, class B>
                                                                 std::size_t n, std::size_t repeats,
                                                                 std::uint64_t seed);
 
-/// Within-set nearest neighbours of n images of dim values each (any scale; `scale` multiplies
-/// the L2 distances): per image, the distance to the closest *other* image, and the number of
-/// pairs closer than `alike` (in scaled units). O(n^2 dim); n >= 2.
-struct WithinSet {
-  std::vector<double> distance{};
-  std::size_t pairs_below = 0;
-};
-template <class V>
-[[nodiscard]] WithinSet within_set_nearest(std::span<const V> images, std::size_t n, std::size_t dim,
-                                           double scale, double alike);
-
 /// Scores image sets against real images with a feature encoder. The real images are both the
 /// Fréchet reference and the nearest-neighbour base (for a user's training folder, the training
 /// images). Every feature is standardised by the real images' mean and standard deviation, so
@@ -197,6 +186,10 @@ class RgbEvaluator {
   std::size_t train_n_ = 0;
   std::size_t real_nn_n_ = 0;
   double real_nn_mean_ = RgbReport::nan, real_nn_min_ = RgbReport::nan;
+  // within-set figures of the first real_self_n_ real images (the last n scored; recomputed
+  // only when n changes)
+  std::size_t real_self_n_ = 0;
+  double real_self_mean_ = RgbReport::nan, real_self_min_ = RgbReport::nan;
 };
 
 // ---------------------------------------------------------------- implementation
@@ -421,35 +414,18 @@ RgbReport RgbEvaluator<T, B>::score(std::span<const float> images, std::size_t n
     r.self_nn_mean = std::accumulate(w.distance.begin(), w.distance.end(), 0.0) / double(n);
     r.duplicate_pairs = w.pairs_below;
     r.real_self_n = std::min(n, train_n_);
-    const WithinSet wr = within_set_nearest(
-        std::span<const std::uint8_t>(train_pixels_.data(), r.real_self_n * px), r.real_self_n, px,
-        1.0 / (255.0 * std::sqrt(double(px))), options_.copy_rms);
-    r.real_self_nn_min = *std::min_element(wr.distance.begin(), wr.distance.end());
-    r.real_self_nn_mean = std::accumulate(wr.distance.begin(), wr.distance.end(), 0.0) / double(r.real_self_n);
+    if (r.real_self_n != real_self_n_) {
+      const WithinSet wr = within_set_nearest(
+          std::span<const std::uint8_t>(train_pixels_.data(), r.real_self_n * px), r.real_self_n, px,
+          1.0 / (255.0 * std::sqrt(double(px))), options_.copy_rms);
+      real_self_n_ = r.real_self_n;
+      real_self_min_ = *std::min_element(wr.distance.begin(), wr.distance.end());
+      real_self_mean_ = std::accumulate(wr.distance.begin(), wr.distance.end(), 0.0) / double(real_self_n_);
+    }
+    r.real_self_nn_min = real_self_min_;
+    r.real_self_nn_mean = real_self_mean_;
   }
   return r;
-}
-
-template <class V>
-WithinSet within_set_nearest(std::span<const V> images, std::size_t n, std::size_t dim, double scale,
-                             double alike) {
-  detail::require(images.size() == n * dim && n >= 2, "eval::within_set_nearest", images.size(),
-                  " values for ", n, " images of ", dim, " (need at least 2 images)");
-  WithinSet w;
-  w.distance.assign(n, std::numeric_limits<double>::infinity());
-  for (std::size_t i = 0; i < n; ++i)
-    for (std::size_t j = i + 1; j < n; ++j) {
-      double d2 = 0;
-      for (std::size_t k = 0; k < dim; ++k) {
-        const double d = double(images[i * dim + k]) - double(images[j * dim + k]);
-        d2 += d * d;
-      }
-      const double d = std::sqrt(d2) * scale;
-      w.distance[i] = std::min(w.distance[i], d);
-      w.distance[j] = std::min(w.distance[j], d);
-      w.pairs_below += d < alike;
-    }
-  return w;
 }
 
 inline nlohmann::ordered_json RgbReport::to_json(bool per_sample) const {
