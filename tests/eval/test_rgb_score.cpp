@@ -86,6 +86,14 @@ Fixture& fixture() {
 
 std::vector<float> floats(const io::ImageDataset& d) { return io::to_float_pm1(d.pixels); }
 
+/// Mode collapse: the first 5 of the n images of x, each repeated (image i = image i % 5).
+std::vector<float> collapse_to_five(const std::vector<float>& x, std::size_t n, std::size_t item) {
+  std::vector<float> collapsed(x.size());
+  for (std::size_t i = 0; i < n; ++i)
+    std::copy_n(x.begin() + std::ptrdiff_t((i % 5) * item), item, collapsed.begin() + std::ptrdiff_t(i * item));
+  return collapsed;
+}
+
 }  // namespace
 
 TEST_CASE("rotation_dataset: four turns counter-clockwise, labels 0..3") {
@@ -158,10 +166,7 @@ TEST_CASE("RGB score: real images sit in the baseline; blur, noise, colour shift
     }
   check_raised("colour shift", shifted);
   // Mode collapse: 5 distinct images, each 20 times.
-  std::vector<float> collapsed(x.size());
-  for (std::size_t i = 0; i < n; ++i)
-    std::copy_n(x.begin() + std::ptrdiff_t((i % 5) * item), item, collapsed.begin() + std::ptrdiff_t(i * item));
-  check_raised("mode collapse", collapsed);
+  check_raised("mode collapse", collapse_to_five(x, n, item));
 }
 
 TEST_CASE("RGB score: exact copies of training images are counted, new images are not") {
@@ -191,10 +196,7 @@ TEST_CASE("RGB score: samples alike each other are counted (no two alike), disti
   // New images of the same process are about as far from each other as real images are.
   CHECK(distinct.self_nn_mean == doctest::Approx(distinct.real_self_nn_mean).epsilon(0.25));
   // Mode collapse: 5 distinct images, each 20 times: 5 x (20 choose 2) = 950 alike pairs.
-  std::vector<float> collapsed(x.size());
-  for (std::size_t i = 0; i < n; ++i)
-    std::copy_n(x.begin() + std::ptrdiff_t((i % 5) * item), item, collapsed.begin() + std::ptrdiff_t(i * item));
-  const auto c = f.ev->score(collapsed, n);
+  const auto c = f.ev->score(collapse_to_five(x, n, item), n);
   MESSAGE("collapsed: " << c.summary());
   CHECK(c.duplicate_pairs == 950);
   CHECK(c.self_nn_min < 1e-6);

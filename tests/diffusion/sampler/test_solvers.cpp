@@ -156,6 +156,29 @@ struct LabelledNoise {
   }
 };
 
+/// Classifier-free guidance done by hand: out = u + w (c - u), c = cond at the labels y, u = cond
+/// at the null label 9 (what the sampling loop computes with SampleOptions::guidance = w).
+template <class Model>
+void guide_by_hand(const Model& cond, float w, ConstView<float> x, ConstView<std::int32_t> t,
+                   ConstView<std::int32_t> y, View<float> out) {
+  std::vector<float> u(out.size());
+  std::vector<std::int32_t> null(y.size(), 9);
+  cond(x, t, y, out);
+  cond(x, t, ConstView<std::int32_t>(null.data(), y.shape()), View<float>(u.data(), out.shape()));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = u[i] + w * (out[i] - u[i]);
+}
+
+/// Four samples of classes 1..4, null class 9, guidance w.
+SampleOptions four_labelled(std::uint64_t seed, double w) {
+  SampleOptions o;
+  o.num_samples = 4;
+  o.labels = {1, 2, 3, 4};
+  o.null_label = 9;
+  o.seed = seed;
+  o.guidance = w;
+  return o;
+}
+
 template <class B, class P, class Smp>
 void check_same_bits_as_legacy(const Smp& smp, SampleOptions o) {
   DiffusionProcess<schedule::Cosine, P, loss::L2, B> proc(schedule::Cosine{.steps = 100});
@@ -233,22 +256,13 @@ TEST_CASE("guidance, targets and clipping combine the same way in every solver")
     LabelledNoise<decltype(proc)> cond{&proc};
     const float w = 3.0f;
     auto guided = [&](ConstView<float> x, ConstView<std::int32_t> t, ConstView<std::int32_t> y, View<float> out) {
-      std::vector<float> c(out.size()), u(out.size());
-      std::vector<std::int32_t> null(y.size(), 9);
-      cond(x, t, y, View<float>(c.data(), out.shape()));
-      cond(x, t, ConstView<std::int32_t>(null.data(), y.shape()), View<float>(u.data(), out.shape()));
-      for (std::size_t i = 0; i < out.size(); ++i) out[i] = u[i] + w * (c[i] - u[i]);
+      guide_by_hand(cond, w, x, t, y, out);
     };
     for (const auto& spec : all)
       std::visit([&](const auto& smp) {
         for (bool clip : {true, false}) {
-          SampleOptions o;
-          o.num_samples = 4;
-          o.labels = {1, 2, 3, 4};
-          o.null_label = 9;
-          o.seed = 4;
+          SampleOptions o = four_labelled(4, w);
           o.clip = clip;
-          o.guidance = w;
           const auto a = sample(proc, cond, Shape{1, 3, 3}, smp, o);
           o.guidance = 1.0;
           const auto b = sample(proc, guided, Shape{1, 3, 3}, smp, o);
@@ -287,23 +301,14 @@ TEST_CASE("guidance on an interval of t: guided steps inside, one conditional ca
   };
   auto self_guided = [&](ConstView<float> x, ConstView<std::int32_t> t, ConstView<std::int32_t> y, View<float> out) {
     const double tf = double(t[0]) / 100.0;
-    cond(x, t, y, out);
-    if (tf < lo || tf > hi) return;
-    std::vector<float> u(out.size());
-    std::vector<std::int32_t> null(y.size(), 9);
-    cond(x, t, ConstView<std::int32_t>(null.data(), y.shape()), View<float>(u.data(), out.shape()));
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = u[i] + w * (out[i] - u[i]);
+    if (tf < lo || tf > hi) cond(x, t, y, out);
+    else guide_by_hand(cond, w, x, t, y, out);
   };
   for (const SamplerSpec& spec : std::vector<SamplerSpec>{sampler::Ancestral{.steps = 10}, sampler::Ddim{.steps = 10},
                                                            sampler::DpmSolverPP{.steps = 10}, sampler::Heun{.steps = 6},
                                                            sampler::UniPC{.steps = 10}})
     std::visit([&](const auto& smp) {
-      SampleOptions o;
-      o.num_samples = 4;
-      o.labels = {1, 2, 3, 4};
-      o.null_label = 9;
-      o.seed = 5;
-      o.guidance = w;
+      SampleOptions o = four_labelled(5, w);
       o.guidance_interval = {lo, hi};
       calls = unguided_calls = 0;
       const auto a = sample(proc, counted, Shape{1, 3, 3}, smp, o);
@@ -325,11 +330,7 @@ TEST_CASE("guidance on an interval of t: guided steps inside, one conditional ca
       CHECK(full.images != plain.images);
       CHECK(a.images != full.images);
     }, spec);
-  SampleOptions bad;
-  bad.num_samples = 4;
-  bad.labels = {1, 2, 3, 4};
-  bad.null_label = 9;
-  bad.guidance = 2.0;
+  SampleOptions bad = four_labelled(0, 2.0);
   bad.guidance_interval = {0.8, 0.2};
   CHECK_THROWS_WITH_AS(sample(proc, cond, Shape{1, 3, 3}, sampler::Ddim{.steps = 5}, bad),
                        doctest::Contains("SampleOptions::guidance_interval"), std::invalid_argument);
