@@ -14,6 +14,7 @@
 
 #include "ddpm/backend/tags.hpp"
 #include "ddpm/core/assert.hpp"
+#include "ddpm/core/host_alloc.hpp"
 #include "ddpm/core/shape.hpp"
 
 namespace ddpm {
@@ -86,13 +87,11 @@ template <>
 struct Memory<backend::host_memory> {
   static void* allocate(std::size_t bytes) {
     if (bytes == 0) return nullptr;
-    const std::size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    if (!p) throw std::bad_alloc();
+    void* p = host_alloc(bytes);
     tensor_allocation_count().fetch_add(1, std::memory_order_relaxed);
     return p;
   }
-  static void deallocate(void* p) noexcept { std::free(p); }
+  static void deallocate(void* p) noexcept { host_free(p); }
   static void copy_from_host(void* dst, const void* src, std::size_t bytes) {
     if (bytes) std::memcpy(dst, src, bytes);
   }

@@ -14,6 +14,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include "ddpm/core/assert.hpp"
+#include "ddpm/core/host_alloc.hpp"
 #include "ddpm/tensor/tensor.hpp"
 
 namespace ddpm::detail::cpu {
@@ -24,15 +25,13 @@ class ScratchBuffer {
   ScratchBuffer() = default;
   ScratchBuffer(const ScratchBuffer&) = delete;
   ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-  ~ScratchBuffer() { std::free(data_); }
+  ~ScratchBuffer() { host_free(data_); }
   /// At least `count` floats; contents unspecified after growth.
   float* get(std::size_t count) {
     if (count > capacity_) {
-      std::free(data_);
+      host_free(data_);
       data_ = nullptr;
-      const std::size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!data_) throw std::bad_alloc();
+      data_ = static_cast<float*>(host_alloc(count * sizeof(float)));
       capacity_ = count;
       tensor_allocation_count().fetch_add(1, std::memory_order_relaxed);
     }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #include <oneapi/tbb/blocked_range.h>
@@ -181,6 +182,32 @@ struct PatchSrc {
   const float* ptr;
   std::size_t stride;
 };
+
+/// Row length of the zero-padded bands the transforms read: at least `n` floats, a multiple of 8
+/// (so band_row() fills a row with whole vectors).
+[[nodiscard]] inline std::size_t band_width(std::size_t n) noexcept { return gemm::round_up(n, 8); }
+
+/// One band row: dst[c] = src[c - shift] for shift <= c < w + shift, 0 for the other c < len
+/// (len >= w + shift). Inline vector copies: the rows are short (7 to 64 floats) and many, so a
+/// memcpy call per row costs more than the copy.
+inline void band_row(float* dst, const float* src, std::size_t w, std::size_t shift,
+                     std::size_t len) noexcept {
+  for (std::size_t c = 0; c < shift; ++c) dst[c] = 0.0f;
+  float* d = dst + shift;
+#if DDPM_CPU_GEMM_AVX2
+  if (w >= 8) {
+    std::size_t i = 0;
+    for (; i + 8 <= w; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(src + i));
+    // the last w % 8 floats: one vector ending at the row's end (it rewrites a few floats)
+    if (i < w) _mm256_storeu_ps(d + w - 8, _mm256_loadu_ps(src + w - 8));
+  } else {
+    for (std::size_t i = 0; i < w; ++i) d[i] = src[i];
+  }
+#else
+  std::memcpy(d, src, w * sizeof(float));
+#endif
+  for (std::size_t c = w + shift; c < len; ++c) dst[c] = 0.0f;
+}
 
 /// Input transform of 8 tiles of one channel: v[xi * xi_stride + lane] = (B^T d_lane B)[xi].
 inline void input_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) noexcept {
@@ -481,7 +508,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
   const bool exact = p.h % m == 0 && p.w % m == 0;
   // AVX-512 kernel level: the transforms take 16 tiles per call (bitwise the same results).
   const bool wide = use_avx512();
-  const std::size_t band_w = tw * m + 2;
+  const std::size_t band_w = band_width(tw * m + 2);
   // where the output transform writes the tiles past the last one (4 rows of either stride;
   // finite, as it may be read back when accumulating)
   const std::size_t sink_size = m * std::max(p.w, band_w);
@@ -536,9 +563,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                     std::fill_n(dst, band_w, 0.0f);
                     continue;
                   }
-                  dst[0] = 0.0f;
-                  std::memcpy(dst + 1, plane + std::size_t(yy) * p.w, p.w * sizeof(float));
-                  std::fill_n(dst + 1 + p.w, band_w - 1 - p.w, 0.0f);
+                  band_row(dst, plane + std::size_t(yy) * p.w, p.w, 1, band_w);
                 }
               }
               const std::size_t group = wide ? 16 : 8;  // tiles per transform call
@@ -715,6 +740,66 @@ inline void dy_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) 
 #endif
 }
 
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+/// dy_transform8 for 12 channels (lanes 0..11 of an AVX-512 vector; lanes 12..15 are computed from
+/// src[12..15] and dropped), at the AVX-512 kernel level: per lane exactly dy_transform8's
+/// operations, so the values are bitwise the same. Lanes 0..5 go to v0[xi * xi_stride + 0..5] and,
+/// when v1, lanes 6..11 to v1[xi * xi_stride + 0..5] (two packed A panels of gemm::mr = 6 rows).
+DDPM_TARGET_AVX512 inline void dy_transform12(const PatchSrc* src, float* v0, float* v1,
+                                              std::size_t xi_stride) noexcept {
+  const auto four_lanes = [](__m512& out, __m128 a, __m128 b, __m128 c, __m128 d) DDPM_TARGET_AVX512 {
+    out = _mm512_insertf32x4(
+        _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(a), b, 1), c, 2), d, 3);
+  };
+  // d[r][c]: element (r, c) of the 16 sources, lane l from src[l] (as in input_transform16)
+  __m512 d[4][4];
+  for (std::size_t r = 0; r < 4; ++r) {
+    __m512 q[4];
+    for (std::size_t k = 0; k < 4; ++k) {
+      const auto row = [&](std::size_t t) { return _mm_loadu_ps(src[t].ptr + r * src[t].stride); };
+      four_lanes(q[k], row(k), row(k + 4), row(k + 8), row(k + 12));
+    }
+    const __m512 t0 = DDPM_U512_UNPACKLO(q[0], q[1]), t1 = DDPM_U512_UNPACKHI(q[0], q[1]);
+    const __m512 t2 = DDPM_U512_UNPACKLO(q[2], q[3]), t3 = DDPM_U512_UNPACKHI(q[2], q[3]);
+    d[r][0] = DDPM_U512_SHUFFLE(t0, t2, 0x44);
+    d[r][1] = DDPM_U512_SHUFFLE(t0, t2, 0xEE);
+    d[r][2] = DDPM_U512_SHUFFLE(t1, t3, 0x44);
+    d[r][3] = DDPM_U512_SHUFFLE(t1, t3, 0xEE);
+  }
+  const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
+  __m512 e[6][4];
+  for (std::size_t c = 0; c < 4; ++c) {
+    const __m512 d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c];
+    const __m512 s02 = _mm512_add_ps(d0, d2), s13 = _mm512_add_ps(d1, d3);
+    const __m512 t0 = _mm512_fmadd_ps(four, d2, d0);
+    const __m512 t1 = _mm512_mul_ps(two, _mm512_fmadd_ps(four, d3, d1));
+    e[0][c] = d0;
+    e[1][c] = _mm512_add_ps(s02, s13);
+    e[2][c] = _mm512_sub_ps(s02, s13);
+    e[3][c] = _mm512_add_ps(t0, t1);
+    e[4][c] = _mm512_sub_ps(t0, t1);
+    e[5][c] = d3;
+  }
+  // lanes 0..5 -> v0 + 0..5; lanes 6..11 -> v1 + 0..5 (a masked store at v1 - 6)
+  const auto put = [&](std::size_t xi, __m512 val) DDPM_TARGET_AVX512 {
+    _mm512_mask_storeu_ps(v0 + xi * xi_stride, __mmask16(0x003F), val);
+    if (v1) _mm512_mask_storeu_ps(v1 + xi * xi_stride - 6, __mmask16(0x0FC0), val);
+  };
+  for (std::size_t a = 0; a < 6; ++a) {
+    const __m512 d0 = e[a][0], d1 = e[a][1], d2 = e[a][2], d3 = e[a][3];
+    const __m512 s02 = _mm512_add_ps(d0, d2), s13 = _mm512_add_ps(d1, d3);
+    const __m512 t0 = _mm512_fmadd_ps(four, d2, d0);
+    const __m512 t1 = _mm512_mul_ps(two, _mm512_fmadd_ps(four, d3, d1));
+    put(a * 6 + 0, d0);
+    put(a * 6 + 1, _mm512_add_ps(s02, s13));
+    put(a * 6 + 2, _mm512_sub_ps(s02, s13));
+    put(a * 6 + 3, _mm512_add_ps(t0, t1));
+    put(a * 6 + 4, _mm512_sub_ps(t0, t1));
+    put(a * 6 + 5, d3);
+  }
+}
+#endif
+
 /// Tiles per block of the weight gradient: a multiple of 16, at most 256, with the block's
 /// transformed data (36 (c_in + c_out) T floats) around 4 MiB. Depends on the shape only.
 [[nodiscard]] inline std::size_t weight_grad_block(const Problem& p) noexcept {
@@ -750,8 +835,11 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
     float* xt = ctx.shared_scratch(1, points * (x_stride + d_stride) + 64);
     float* dt = xt + points * x_stride;
     const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
-    const std::size_t band_w = tw * m + 2;
-    const std::size_t bands_size = 9 * 6 * band_w;  // 8 bands and a zero band per task
+    const std::size_t band_w = band_width(tw * m + 2);
+    // AVX-512 kernel level: 16 input channels (x) or 12 output channels (dy) per transform call,
+    // with per lane the AVX2 transforms' operations (bitwise the same Xt and Dt).
+    const bool wide = use_avx512();
+    const std::size_t bands_size = 17 * 6 * band_w;  // up to 16 bands and a zero band per task
     ctx.reserve_thread_scratch(1, bands_size);
     ctx.execute([&] {
       for (std::size_t b = 0; b < blocks; ++b) {
@@ -765,7 +853,7 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
             tbb::blocked_range<std::size_t>(0, bands, 1),
             [&](const tbb::blocked_range<std::size_t>& r) {
               float* bandbuf = ctx.thread_scratch(1, bands_size);
-              float* zero_band = bandbuf + 8 * 6 * band_w;
+              float* zero_band = bandbuf + 16 * 6 * band_w;
               std::fill_n(zero_band, 6 * band_w, 0.0f);
               alignas(32) float tmp[points * 8];  // one dy transform, [xi][lane]
               for (std::size_t bi = r.begin(); bi != r.end(); ++bi) {
@@ -776,17 +864,18 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                   const bool is_x = side == 0;
                   const std::size_t chans = is_x ? ci_n : co_n;
                   const std::size_t used = is_x ? cols : rows;      // channels the GEMM reads
-                  const std::size_t group = is_x ? 8 : mr;          // channels per transform
+                  // channels per transform call
+                  const std::size_t group = wide ? (is_x ? 16 : 2 * mr) : (is_x ? 8 : mr);
                   const std::size_t band_rows = is_x ? 6 : 4;
                   const std::ptrdiff_t first = std::ptrdiff_t(ty * m) - (is_x ? 1 : 0);
                   const std::size_t shift = is_x ? 1 : 0;  // band column of image column 0
                   const float* base = (is_x ? x : dy) + n * chans * hw;
                   for (std::size_t c0 = 0; c0 < used; c0 += group) {
-                    const float* bands8[8];
-                    for (std::size_t k = 0; k < 8; ++k) {
+                    const float* bands16[16];
+                    for (std::size_t k = 0; k < 16; ++k) {
                       const std::size_t c = c0 + k;
                       if (k >= group || c >= chans) {
-                        bands8[k] = zero_band;
+                        bands16[k] = zero_band;
                         continue;
                       }
                       float* band = bandbuf + k * 6 * band_w;
@@ -798,16 +887,25 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                           std::fill_n(d, band_w, 0.0f);
                           continue;
                         }
-                        if (shift) d[0] = 0.0f;
-                        std::memcpy(d + shift, plane + std::size_t(yy) * p.w, p.w * sizeof(float));
-                        for (std::size_t c2 = shift + p.w; c2 < band_w; ++c2) d[c2] = 0.0f;
+                        band_row(d, plane + std::size_t(yy) * p.w, p.w, shift, band_w);
                       }
-                      bands8[k] = band;
+                      bands16[k] = band;
                     }
                     for (std::size_t tx = tx_lo; tx < tx_hi; ++tx) {
                       const std::size_t tl = grow * tw + tx - t0;
-                      PatchSrc src[8];
-                      for (std::size_t k = 0; k < 8; ++k) src[k] = PatchSrc{bands8[k] + tx * m, band_w};
+                      PatchSrc src[16];
+                      for (std::size_t k = 0; k < 16; ++k) src[k] = PatchSrc{bands16[k] + tx * m, band_w};
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+                      if (wide) {
+                        if (is_x) {
+                          input_transform16(src, xt + (c0 / nr) * T * nr + tl * nr, x_stride);
+                        } else {
+                          float* o = dt + (c0 / mr) * T * mr + tl * mr;
+                          dy_transform12(src, o, c0 + mr < used ? o + T * mr : nullptr, d_stride);
+                        }
+                        continue;
+                      }
+#endif
                       if (is_x) {
                         input_transform8(src, xt + (c0 / nr) * T * nr + tl * nr + c0 % nr, x_stride);
                       } else {
