@@ -98,9 +98,12 @@ inline void check_bitwise(const Buf& a, const Buf& b, const std::string& what) {
 }
 
 /// fn(backend) -> Outputs runs an operation on fresh copies of the inputs; the reference result is
-/// the oracle (tolerance rtol/atol), and Cpu(1) and Cpu(2) must agree bitwise.
+/// the oracle (tolerance rtol/atol), and Cpu(1) and Cpu(2) must agree bitwise. Where the CPU has
+/// AVX-512, the operation also runs at each kernel level (DDPM_CPU_LEVEL's avx2 and avx512):
+/// every level must meet the oracle and give the default level's bytes.
 template <class Fn>
 void oracle(const std::string& what, Fn&& fn, double rtol = 1e-5, double atol = 1e-6) {
+  using ddpm::detail::cpu::CpuLevel;
   const Outputs want = fn(ref_be());
   const Outputs got1 = fn(cpu1());
   const Outputs got2 = fn(cpu2());
@@ -110,6 +113,19 @@ void oracle(const std::string& what, Fn&& fn, double rtol = 1e-5, double atol = 
     const std::string name = what + " output " + std::to_string(k);
     check_close(got1[k], want[k], rtol, atol, name);
     check_bitwise(got1[k], got2[k], name);
+  }
+  if (ddpm::detail::cpu::cpu_level_supported() < CpuLevel::avx512) return;
+  for (CpuLevel l : {CpuLevel::avx2, CpuLevel::avx512}) {
+    ddpm::detail::cpu::set_cpu_level(l);
+    const Outputs got = fn(cpu2());
+    ddpm::detail::cpu::reset_cpu_level();
+    REQUIRE(got.size() == want.size());
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      const std::string name = what + " output " + std::to_string(k) + " at kernel level " +
+                               std::string(ddpm::detail::cpu::to_string(l));
+      check_close(got[k], want[k], rtol, atol, name);
+      check_bitwise(got[k], got1[k], name);
+    }
   }
 }
 

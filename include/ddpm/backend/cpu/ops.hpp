@@ -25,6 +25,7 @@
 
 #include "ddpm/backend/cpu/context.hpp"
 #include "ddpm/backend/cpu/conv.hpp"
+#include "ddpm/backend/cpu/simd512.hpp"
 #include "ddpm/backend/cpu/gemm.hpp"
 #include "ddpm/backend/cpu/parallel.hpp"
 #include "ddpm/backend/cpu/simd.hpp"
@@ -208,6 +209,7 @@ struct Ops<backend::Cpu> {
     if (N == 0 || M == 0) return;
     const float* xd = x.data();
     float* yd = y.data();
+    [[maybe_unused]] const bool wide = use_avx512();
     auto one_group = [&](std::size_t ng) {
       const std::size_t g = ng % G;
       const float* xp = xd + ng * M;
@@ -225,10 +227,14 @@ struct Ops<backend::Cpu> {
         const fbatch sc(gamma[ch] * r), bt(beta[ch]);
         const float* xc = xp + c * HW;
         float* yc = yd + ng * M + c * HW;
+        std::size_t done = 0;  // 16-lane chunks at the AVX-512 level (bitwise the same)
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+        if (wide) done = avx512::group_norm_map(xc, yc, HW, muf, gamma[ch] * r, beta[ch], silu);
+#endif
         if (silu)
-          map_span(HW, [&](fbatch v) DDPM_SIMD_LAMBDA { return detail::cpu::silu(xsimd::fma(v - muv, sc, bt)); }, yc, xc);
+          map_span(HW - done, [&](fbatch v) DDPM_SIMD_LAMBDA { return detail::cpu::silu(xsimd::fma(v - muv, sc, bt)); }, yc + done, xc + done);
         else
-          map_span(HW, [&](fbatch v) DDPM_SIMD_LAMBDA { return xsimd::fma(v - muv, sc, bt); }, yc, xc);
+          map_span(HW - done, [&](fbatch v) DDPM_SIMD_LAMBDA { return xsimd::fma(v - muv, sc, bt); }, yc + done, xc + done);
       }
     };
     parallel_chunks(be.ctx(), N * G, std::max<std::size_t>(1, map_grain / M), 1,
@@ -254,6 +260,7 @@ struct Ops<backend::Cpu> {
     // part[(n C + ch) 2 + {0, 1}] = (sum g, sum g xhat) of sample n, channel ch, in double.
     auto* part = reinterpret_cast<double*>(ctx.shared_scratch(ops_slot, 2 * 2 * N * C));
     const bool want_dx = !dx.empty();
+    [[maybe_unused]] const bool wide = use_avx512();
     if (silu && want_dx) ctx.reserve_thread_scratch(ops_slot, M);
     auto one_group = [&](std::size_t ng) {
       const std::size_t n = ng / G, g = ng % G;
@@ -275,13 +282,29 @@ struct Ops<backend::Cpu> {
         };
         if (silu) {
           float* gc = gbuf ? gbuf + c * HW : nullptr;
-          for_lanes_blocked(HW, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
+          auto body = [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
             const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;
             const fbatch gr = load_n(dc + i, cnt) * silu_grad(xsimd::fma(gm, xhat, bt));
             if (gc) store_n(gr, gc + i, cnt);
             s_g.add(valid_n(gr, cnt));
             s_gx.add(valid_n(gr * xhat, cnt));
-          }, flush);
+          };
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+          if (wide) {  // for_lanes_blocked with 16-lane chunks first (bitwise the same sums)
+            for (std::size_t b = 0; b < HW; b += sum_block) {
+              const std::size_t e = std::min(HW, b + sum_block);
+              __m256 lg = s_g.lanes(), lgx = s_gx.lanes();
+              std::size_t i = avx512::group_norm_silu_grad(xc, dc, gc, b, e, mu, r, gamma[ch],
+                                                           beta[ch], lg, lgx);
+              s_g.lanes() = lg;
+              s_gx.lanes() = lgx;
+              for (; i + simd_width <= e; i += simd_width) body(i, full_t{});
+              if (i < e) body(i, e - i);
+              flush();
+            }
+          } else
+#endif
+          for_lanes_blocked(HW, body, flush);
         } else {
           for_lanes_blocked(HW, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
             const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;

@@ -226,6 +226,8 @@ inline constexpr std::size_t sum_block = 32 * 4 * simd_width;
 class LaneSum {
  public:
   DDPM_ALWAYS_INLINE void add(fbatch v) { acc_ += v; }
+  /// The float lanes not yet flushed (for kernels that accumulate in the same order themselves).
+  DDPM_ALWAYS_INLINE fbatch& lanes() { return acc_; }
   DDPM_ALWAYS_INLINE void flush() {
 #if DDPM_CPU_SIMD_AVX2
     const __m256 a = acc_;
