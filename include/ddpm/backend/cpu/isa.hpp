@@ -2,12 +2,15 @@
 // ddpm/backend/cpu/isa.hpp — the kernel level of the CPU backend, chosen at run time.
 //
 // The element loops are compiled for the translation unit's SIMD (AVX2 on the default x86-64-v3
-// build, 8 float lanes; see simd.hpp). The GEMM micro-kernels, which carry most of the time
-// (convolutions through implicit GEMM and Winograd, linear layers, attention), also exist as
+// build, 8 float lanes; see simd.hpp). The kernels that carry most of the time also exist as
 // AVX-512 kernels, compiled with a function target attribute into every x86-64 AVX2 build and used
-// when the CPU has AVX-512F. They compute every element of C with the same operations in the same
-// order as the AVX2 kernels (one fused multiply-add per k, in k order), so the results are bitwise
-// the same at every level: the level changes the speed only.
+// when the CPU has AVX-512F: the GEMM micro-kernels (convolutions through implicit GEMM and
+// Winograd, linear layers, attention), the Winograd input/output/gradient transforms (16 tiles or
+// channels per call, winograd.hpp) and GroupNorm(+SiLU) forward and backward (simd512.hpp). Each
+// computes every element with the same operations in the same order as its AVX2 counterpart (one
+// fused multiply-add per k, in k order, for the GEMM; 8-lane sums fed half by half for GroupNorm),
+// so the results are bitwise the same at every level: the level changes the speed only. The
+// tests run every backend op at each level the CPU has and compare the bytes.
 //
 //   DDPM_CPU_LEVEL=avx2     use the AVX2 kernels even where AVX-512 is available
 //   DDPM_CPU_LEVEL=avx512   the default where the CPU has AVX-512F (an error where it has not)
@@ -36,7 +39,7 @@ namespace ddpm::detail::cpu {
 enum class CpuLevel : int {
   portable = 0,  ///< the build has no AVX2+FMA: scalar (or xsimd's default SIMD) code
   avx2 = 1,      ///< AVX2 + FMA, 8 float lanes
-  avx512 = 2,    ///< AVX-512F micro-kernels (16 float lanes) for the GEMM
+  avx512 = 2,    ///< AVX-512F kernels (16 float lanes): GEMM, Winograd transforms, GroupNorm
 };
 
 [[nodiscard]] constexpr std::string_view to_string(CpuLevel l) noexcept {
