@@ -307,30 +307,38 @@ inline void input_transform8(const PatchSrc* src, float* v, std::size_t xi_strid
 #define DDPM_U512_UNPACKHI(a, b) _mm512_mask_unpackhi_ps((a), __mmask16(0xFFFF), (a), (b))
 #define DDPM_U512_SHUFFLE(a, b, imm) _mm512_mask_shuffle_ps((a), __mmask16(0xFFFF), (a), (b), (imm))
 #define DDPM_U512_LANE(v, j) _mm512_mask_extractf32x4_ps(_mm_setzero_ps(), __mmask8(0xF), (v), (j))
+#define DDPM_AVX512_INLINE DDPM_TARGET_AVX512 __attribute__((always_inline)) inline
+/// out = [a | b | c | d], one 128-bit lane each (through a reference: a function returning __m512
+/// changes the ABI warning-wise in AVX2 translation units).
+DDPM_AVX512_INLINE void four_lanes(__m512& out, __m128 a, __m128 b, __m128 c, __m128 d) noexcept {
+  out = _mm512_insertf32x4(
+      _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(a), b, 1), c, 2), d, 3);
+}
+/// d[c] = element (r, c), c < 4, of 16 sources, lane l from src[l]: 4-float loads and a 4x4
+/// transpose inside each 128-bit lane (lane 4 j + q of d[c] comes from src[4 j + q]).
+DDPM_AVX512_INLINE void columns0to3(const PatchSrc* src, std::size_t r, __m512* d) noexcept {
+  __m512 q[4];
+  for (std::size_t k = 0; k < 4; ++k) {
+    const auto row = [&](std::size_t t) { return _mm_loadu_ps(src[t].ptr + r * src[t].stride); };
+    four_lanes(q[k], row(k), row(k + 4), row(k + 8), row(k + 12));
+  }
+  const __m512 t0 = DDPM_U512_UNPACKLO(q[0], q[1]), t1 = DDPM_U512_UNPACKHI(q[0], q[1]);
+  const __m512 t2 = DDPM_U512_UNPACKLO(q[2], q[3]), t3 = DDPM_U512_UNPACKHI(q[2], q[3]);
+  d[0] = DDPM_U512_SHUFFLE(t0, t2, 0x44);
+  d[1] = DDPM_U512_SHUFFLE(t0, t2, 0xEE);
+  d[2] = DDPM_U512_SHUFFLE(t1, t3, 0x44);
+  d[3] = DDPM_U512_SHUFFLE(t1, t3, 0xEE);
+}
+#undef DDPM_AVX512_INLINE
+
 /// input_transform8 for 16 tiles (one per lane of an AVX-512 vector), at the AVX-512 kernel level:
 /// per lane exactly input_transform8's operations, so V is bitwise the same. v: one full B panel
 /// row per transform point (16 floats at v + xi * xi_stride).
 DDPM_TARGET_AVX512 inline void input_transform16(const PatchSrc* src, float* v,
                                                  std::size_t xi_stride) noexcept {
-  // (through a reference: a function returning __m512 changes the ABI warning-wise in AVX2 TUs)
-  const auto four_lanes = [](__m512& out, __m128 a, __m128 b, __m128 c, __m128 d) DDPM_TARGET_AVX512 {
-    out = _mm512_insertf32x4(
-        _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(a), b, 1), c, 2), d, 3);
-  };
   __m512 d[6][6];
   for (std::size_t r = 0; r < 6; ++r) {
-    __m512 q[4];
-    for (std::size_t k = 0; k < 4; ++k) {
-      const auto row = [&](std::size_t t) { return _mm_loadu_ps(src[t].ptr + r * src[t].stride); };
-      four_lanes(q[k], row(k), row(k + 4), row(k + 8), row(k + 12));
-    }
-    // 4x4 transpose inside each 128-bit lane: lane j of d[r][c] is tile 4 j + (lane % 4)
-    const __m512 t0 = DDPM_U512_UNPACKLO(q[0], q[1]), t1 = DDPM_U512_UNPACKHI(q[0], q[1]);
-    const __m512 t2 = DDPM_U512_UNPACKLO(q[2], q[3]), t3 = DDPM_U512_UNPACKHI(q[2], q[3]);
-    d[r][0] = DDPM_U512_SHUFFLE(t0, t2, 0x44);
-    d[r][1] = DDPM_U512_SHUFFLE(t0, t2, 0xEE);
-    d[r][2] = DDPM_U512_SHUFFLE(t1, t3, 0x44);
-    d[r][3] = DDPM_U512_SHUFFLE(t1, t3, 0xEE);
+    columns0to3(src, r, d[r]);
     __m128 pr[16];
     for (std::size_t k = 0; k < 16; ++k)
       pr[k] = _mm_castpd_ps(
@@ -747,25 +755,9 @@ inline void dy_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) 
 /// when v1, lanes 6..11 to v1[xi * xi_stride + 0..5] (two packed A panels of gemm::mr = 6 rows).
 DDPM_TARGET_AVX512 inline void dy_transform12(const PatchSrc* src, float* v0, float* v1,
                                               std::size_t xi_stride) noexcept {
-  const auto four_lanes = [](__m512& out, __m128 a, __m128 b, __m128 c, __m128 d) DDPM_TARGET_AVX512 {
-    out = _mm512_insertf32x4(
-        _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(a), b, 1), c, 2), d, 3);
-  };
   // d[r][c]: element (r, c) of the 16 sources, lane l from src[l] (as in input_transform16)
   __m512 d[4][4];
-  for (std::size_t r = 0; r < 4; ++r) {
-    __m512 q[4];
-    for (std::size_t k = 0; k < 4; ++k) {
-      const auto row = [&](std::size_t t) { return _mm_loadu_ps(src[t].ptr + r * src[t].stride); };
-      four_lanes(q[k], row(k), row(k + 4), row(k + 8), row(k + 12));
-    }
-    const __m512 t0 = DDPM_U512_UNPACKLO(q[0], q[1]), t1 = DDPM_U512_UNPACKHI(q[0], q[1]);
-    const __m512 t2 = DDPM_U512_UNPACKLO(q[2], q[3]), t3 = DDPM_U512_UNPACKHI(q[2], q[3]);
-    d[r][0] = DDPM_U512_SHUFFLE(t0, t2, 0x44);
-    d[r][1] = DDPM_U512_SHUFFLE(t0, t2, 0xEE);
-    d[r][2] = DDPM_U512_SHUFFLE(t1, t3, 0x44);
-    d[r][3] = DDPM_U512_SHUFFLE(t1, t3, 0xEE);
-  }
+  for (std::size_t r = 0; r < 4; ++r) columns0to3(src, r, d[r]);
   const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
   __m512 e[6][4];
   for (std::size_t c = 0; c < 4; ++c) {
