@@ -409,9 +409,12 @@ RgbReport RgbEvaluator<T, B>::score(std::span<const float> images, std::size_t n
   r.real_nn_min = real_nn_min_;
   if (n >= 2) {
     // samples in [-1, 1]: half the difference is the difference on the [0, 1] scale
+    const auto min_and_mean = [](const WithinSet& w, double& min, double& mean) {
+      min = *std::min_element(w.distance.begin(), w.distance.end());
+      mean = std::accumulate(w.distance.begin(), w.distance.end(), 0.0) / double(w.distance.size());
+    };
     const WithinSet w = within_set_nearest(images, n, px, 0.5 / std::sqrt(double(px)), options_.copy_rms);
-    r.self_nn_min = *std::min_element(w.distance.begin(), w.distance.end());
-    r.self_nn_mean = std::accumulate(w.distance.begin(), w.distance.end(), 0.0) / double(n);
+    min_and_mean(w, r.self_nn_min, r.self_nn_mean);
     r.duplicate_pairs = w.pairs_below;
     r.real_self_n = std::min(n, train_n_);
     if (r.real_self_n != real_self_n_) {
@@ -419,8 +422,7 @@ RgbReport RgbEvaluator<T, B>::score(std::span<const float> images, std::size_t n
           std::span<const std::uint8_t>(train_pixels_.data(), r.real_self_n * px), r.real_self_n, px,
           1.0 / (255.0 * std::sqrt(double(px))), options_.copy_rms);
       real_self_n_ = r.real_self_n;
-      real_self_min_ = *std::min_element(wr.distance.begin(), wr.distance.end());
-      real_self_mean_ = std::accumulate(wr.distance.begin(), wr.distance.end(), 0.0) / double(real_self_n_);
+      min_and_mean(wr, real_self_min_, real_self_mean_);
     }
     r.real_self_nn_min = real_self_min_;
     r.real_self_nn_mean = real_self_mean_;

@@ -25,10 +25,10 @@
 
 #include "ddpm/backend/cpu/context.hpp"
 #include "ddpm/backend/cpu/conv.hpp"
-#include "ddpm/backend/cpu/simd512.hpp"
 #include "ddpm/backend/cpu/gemm.hpp"
 #include "ddpm/backend/cpu/parallel.hpp"
 #include "ddpm/backend/cpu/simd.hpp"
+#include "ddpm/backend/cpu/simd512.hpp"
 #include "ddpm/backend/cpu/tag.hpp"
 #include "ddpm/backend/op_list.hpp"
 #include "ddpm/backend/ops.hpp"
@@ -232,9 +232,11 @@ struct Ops<backend::Cpu> {
         if (wide) done = avx512::group_norm_map(xc, yc, HW, muf, gamma[ch] * r, beta[ch], silu);
 #endif
         if (silu)
-          map_span(HW - done, [&](fbatch v) DDPM_SIMD_LAMBDA { return detail::cpu::silu(xsimd::fma(v - muv, sc, bt)); }, yc + done, xc + done);
+          map_span(HW - done, [&](fbatch v) DDPM_SIMD_LAMBDA { return detail::cpu::silu(xsimd::fma(v - muv, sc, bt)); },
+                   yc + done, xc + done);
         else
-          map_span(HW - done, [&](fbatch v) DDPM_SIMD_LAMBDA { return xsimd::fma(v - muv, sc, bt); }, yc + done, xc + done);
+          map_span(HW - done, [&](fbatch v) DDPM_SIMD_LAMBDA { return xsimd::fma(v - muv, sc, bt); },
+                   yc + done, xc + done);
       }
     };
     parallel_chunks(be.ctx(), N * G, std::max<std::size_t>(1, map_grain / M), 1,
@@ -289,22 +291,22 @@ struct Ops<backend::Cpu> {
             s_g.add(valid_n(gr, cnt));
             s_gx.add(valid_n(gr * xhat, cnt));
           };
+          // AVX-512 level: 16-lane chunks first, the same sums bitwise
+          const auto head = [&](std::size_t b, std::size_t e) -> std::size_t {
 #if DDPM_CPU_HAVE_AVX512_KERNELS
-          if (wide) {  // for_lanes_blocked with 16-lane chunks first (bitwise the same sums)
-            for (std::size_t b = 0; b < HW; b += sum_block) {
-              const std::size_t e = std::min(HW, b + sum_block);
+            if (wide) {
               __m256 lg = s_g.lanes(), lgx = s_gx.lanes();
-              std::size_t i = avx512::group_norm_silu_grad(xc, dc, gc, b, e, mu, r, gamma[ch],
-                                                           beta[ch], lg, lgx);
+              const std::size_t i = avx512::group_norm_silu_grad(xc, dc, gc, b, e, mu, r, gamma[ch],
+                                                                 beta[ch], lg, lgx);
               s_g.lanes() = lg;
               s_gx.lanes() = lgx;
-              for (; i + simd_width <= e; i += simd_width) body(i, full_t{});
-              if (i < e) body(i, e - i);
-              flush();
+              return i;
             }
-          } else
 #endif
-          for_lanes_blocked(HW, body, flush);
+            (void)e;
+            return b;
+          };
+          for_lanes_blocked(HW, head, body, flush);
         } else {
           for_lanes_blocked(HW, [&](std::size_t i, auto cnt) DDPM_SIMD_LAMBDA {
             const fbatch xhat = (load_n(xc + i, cnt) - muv) * rv;

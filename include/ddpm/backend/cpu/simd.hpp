@@ -261,16 +261,22 @@ class LaneSum {
 #endif
 };
 
-/// for_lanes over [0, n) in blocks of sum_block elements, calling flush() after each block.
-template <class Body, class Flush>
-DDPM_ALWAYS_INLINE void for_lanes_blocked(std::size_t n, Body&& body, Flush&& flush) {
+/// for_lanes over [0, n) in blocks of sum_block elements, calling flush() after each block. With
+/// `head`, each block [b, e) first goes to head(b, e), which does a prefix [b, i) itself (a wider
+/// kernel adding in body's order) and returns i; body does the rest.
+template <class Head, class Body, class Flush>
+DDPM_ALWAYS_INLINE void for_lanes_blocked(std::size_t n, Head&& head, Body&& body, Flush&& flush) {
   for (std::size_t b = 0; b < n; b += sum_block) {
     const std::size_t e = std::min(n, b + sum_block);
-    std::size_t i = b;
+    std::size_t i = head(b, e);
     for (; i + simd_width <= e; i += simd_width) body(i, full_t{});
     if (i < e) body(i, e - i);
     flush();
   }
+}
+template <class Body, class Flush>
+DDPM_ALWAYS_INLINE void for_lanes_blocked(std::size_t n, Body&& body, Flush&& flush) {
+  for_lanes_blocked(n, [](std::size_t b, std::size_t) { return b; }, body, flush);
 }
 
 /// sum over i in [0, n) of g(in[i]...) (g: (fbatch...) -> fbatch): four float accumulators per

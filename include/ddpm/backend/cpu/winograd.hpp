@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdint>
 #include <cstring>
 
 #include <oneapi/tbb/blocked_range.h>
@@ -182,10 +181,6 @@ struct PatchSrc {
   const float* ptr;
   std::size_t stride;
 };
-
-/// Row length of the zero-padded bands the transforms read: at least `n` floats, a multiple of 8
-/// (so band_row() fills a row with whole vectors).
-[[nodiscard]] inline std::size_t band_width(std::size_t n) noexcept { return gemm::round_up(n, 8); }
 
 /// One band row: dst[c] = src[c - shift] for shift <= c < w + shift, 0 for the other c < len
 /// (len >= w + shift). Inline vector copies: the rows are short (7 to 64 floats) and many, so a
@@ -516,7 +511,7 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
   const bool exact = p.h % m == 0 && p.w % m == 0;
   // AVX-512 kernel level: the transforms take 16 tiles per call (bitwise the same results).
   const bool wide = use_avx512();
-  const std::size_t band_w = band_width(tw * m + 2);
+  const std::size_t band_w = tw * m + 2;
   // where the output transform writes the tiles past the last one (4 rows of either stride;
   // finite, as it may be read back when accumulating)
   const std::size_t sink_size = m * std::max(p.w, band_w);
@@ -759,35 +754,30 @@ DDPM_TARGET_AVX512 inline void dy_transform12(const PatchSrc* src, float* v0, fl
   __m512 d[4][4];
   for (std::size_t r = 0; r < 4; ++r) columns0to3(src, r, d[r]);
   const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
-  __m512 e[6][4];
-  for (std::size_t c = 0; c < 4; ++c) {
-    const __m512 d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c];
+  // o = A (d0 d1 d2 d3)^T, the 6 x 4 matrix A = (A^T)^T of F(4x4, 3x3), as dy_transform8
+  const auto times_a = [&](__m512 d0, __m512 d1, __m512 d2, __m512 d3,
+                           __m512* o) DDPM_TARGET_AVX512 __attribute__((always_inline)) {
     const __m512 s02 = _mm512_add_ps(d0, d2), s13 = _mm512_add_ps(d1, d3);
     const __m512 t0 = _mm512_fmadd_ps(four, d2, d0);
     const __m512 t1 = _mm512_mul_ps(two, _mm512_fmadd_ps(four, d3, d1));
-    e[0][c] = d0;
-    e[1][c] = _mm512_add_ps(s02, s13);
-    e[2][c] = _mm512_sub_ps(s02, s13);
-    e[3][c] = _mm512_add_ps(t0, t1);
-    e[4][c] = _mm512_sub_ps(t0, t1);
-    e[5][c] = d3;
-  }
-  // lanes 0..5 -> v0 + 0..5; lanes 6..11 -> v1 + 0..5 (a masked store at v1 - 6)
-  const auto put = [&](std::size_t xi, __m512 val) DDPM_TARGET_AVX512 {
-    _mm512_mask_storeu_ps(v0 + xi * xi_stride, __mmask16(0x003F), val);
-    if (v1) _mm512_mask_storeu_ps(v1 + xi * xi_stride - 6, __mmask16(0x0FC0), val);
+    o[0] = d0;
+    o[1] = _mm512_add_ps(s02, s13);
+    o[2] = _mm512_sub_ps(s02, s13);
+    o[3] = _mm512_add_ps(t0, t1);
+    o[4] = _mm512_sub_ps(t0, t1);
+    o[5] = d3;
   };
+  __m512 e[4][6];  // e[c][a] = (A d)[a][c]
+  for (std::size_t c = 0; c < 4; ++c) times_a(d[0][c], d[1][c], d[2][c], d[3][c], e[c]);
   for (std::size_t a = 0; a < 6; ++a) {
-    const __m512 d0 = e[a][0], d1 = e[a][1], d2 = e[a][2], d3 = e[a][3];
-    const __m512 s02 = _mm512_add_ps(d0, d2), s13 = _mm512_add_ps(d1, d3);
-    const __m512 t0 = _mm512_fmadd_ps(four, d2, d0);
-    const __m512 t1 = _mm512_mul_ps(two, _mm512_fmadd_ps(four, d3, d1));
-    put(a * 6 + 0, d0);
-    put(a * 6 + 1, _mm512_add_ps(s02, s13));
-    put(a * 6 + 2, _mm512_sub_ps(s02, s13));
-    put(a * 6 + 3, _mm512_add_ps(t0, t1));
-    put(a * 6 + 4, _mm512_sub_ps(t0, t1));
-    put(a * 6 + 5, d3);
+    __m512 v[6];  // row a of v = e A^T
+    times_a(e[0][a], e[1][a], e[2][a], e[3][a], v);
+    // lanes 0..5 -> v0 + 0..5; lanes 6..11 -> v1 + 0..5 (a masked store at v1 - 6)
+    for (std::size_t b = 0; b < 6; ++b) {
+      const std::size_t xi = a * 6 + b;
+      _mm512_mask_storeu_ps(v0 + xi * xi_stride, __mmask16(0x003F), v[b]);
+      if (v1) _mm512_mask_storeu_ps(v1 + xi * xi_stride - 6, __mmask16(0x0FC0), v[b]);
+    }
   }
 }
 #endif
@@ -827,7 +817,7 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
     float* xt = ctx.shared_scratch(1, points * (x_stride + d_stride) + 64);
     float* dt = xt + points * x_stride;
     const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
-    const std::size_t band_w = band_width(tw * m + 2);
+    const std::size_t band_w = tw * m + 2;
     // AVX-512 kernel level: 16 input channels (x) or 12 output channels (dy) per transform call,
     // with per lane the AVX2 transforms' operations (bitwise the same Xt and Dt).
     const bool wide = use_avx512();
