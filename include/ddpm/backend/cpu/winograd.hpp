@@ -204,6 +204,14 @@ inline void band_row(float* dst, const float* src, std::size_t w, std::size_t sh
   for (std::size_t c = w + shift; c < len; ++c) dst[c] = 0.0f;
 }
 
+/// Asks for the cache lines of src[0 .. n) to be loaded (a hint: no effect on results). The band
+/// copies read short runs of rows from planes a channel apart, mostly from main memory; fetching
+/// the next channel's rows while the current ones are copied hides that latency.
+inline void prefetch_span(const float* src, std::size_t n) noexcept {
+  const char* b = reinterpret_cast<const char*>(src);
+  for (std::size_t off = 0; off < n * sizeof(float); off += 64) __builtin_prefetch(b + off, 0, 3);
+}
+
 /// Input transform of 8 tiles of one channel: v[xi * xi_stride + lane] = (B^T d_lane B)[xi].
 inline void input_transform8(const PatchSrc* src, float* v, std::size_t xi_stride) noexcept {
 #if DDPM_CPU_GEMM_AVX2
@@ -539,25 +547,36 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
           float* V = scratch;                          // [xi][panel][ci][16]
           float* M = scratch + points * v_stride;      // [xi][co][T]
           alignas(64) float zero_patch[6 * 8] = {};
-          // Per tile of the block: image and patch origin (for the in-place output path).
+          // Per tile of the block: image and patch origin (for the in-place output path), and
+          // where its patch lies in the bands (the same for every channel).
           std::size_t tile_n[max_block];
           std::ptrdiff_t tile_y0[max_block], tile_x0[max_block];
+          PatchSrc patch[max_block];
+          const std::size_t group = wide ? 16 : 8;  // tiles per transform call
           for (std::size_t b = r.begin(); b != r.end(); ++b) {
             const std::size_t t0 = b * T, nt = std::min(T, p.tiles() - t0);
-            for (std::size_t tl = 0; tl < nt; ++tl) {
+            const std::size_t row0 = t0 / tw, bands = (t0 + nt - 1) / tw - row0 + 1;
+            for (std::size_t tl = 0; tl < T; ++tl) {
+              if (tl >= nt) {
+                patch[tl] = PatchSrc{zero_patch, 8};
+                continue;
+              }
               const std::size_t t = t0 + tl, rr = t % per_image;
               tile_n[tl] = t / per_image;
               tile_y0[tl] = std::ptrdiff_t((rr / tw) * m) - 1;
               tile_x0[tl] = std::ptrdiff_t((rr % tw) * m) - 1;
+              patch[tl] = PatchSrc{band_buf + (t / tw - row0) * 6 * band_w + (t % tw) * m, band_w};
             }
-            // 2a. input transform, 8 tiles at a time. Per channel, the 6 input rows of every tile
-            // row of the block are first copied into zero-padded bands (column c of a band is
-            // image column c - 1), so every patch, border or not, is read the same way.
-            const std::size_t row0 = t0 / tw, bands = (t0 + nt - 1) / tw - row0 + 1;
+            // 2a. input transform, 8 (AVX-512: 16) tiles at a time. Per channel, the 6 input rows
+            // of every tile row of the block are first copied into zero-padded bands (column c of
+            // a band is image column c - 1), so every patch, border or not, is read the same way.
             for (std::size_t ci = 0; ci < ci_n; ++ci) {
               for (std::size_t bi = 0; bi < bands; ++bi) {
                 const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
                 const float* plane = x + (n * ci_n + ci) * hw;
+                // image rows [lo, hi) of this band; the next channel's are fetched meanwhile
+                const std::size_t lo = ty * m == 0 ? 0 : ty * m - 1, hi = std::min(p.h, ty * m + 5);
+                if (ci + 1 < ci_n) prefetch_span(plane + hw + lo * p.w, (hi - lo) * p.w);
                 float* band = band_buf + bi * 6 * band_w;
                 for (std::size_t r = 0; r < 6; ++r) {
                   float* dst = band + r * band_w;
@@ -569,26 +588,15 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                   band_row(dst, plane + std::size_t(yy) * p.w, p.w, 1, band_w);
                 }
               }
-              const std::size_t group = wide ? 16 : 8;  // tiles per transform call
               for (std::size_t g = 0; g < T; g += group) {
-                PatchSrc src[16];
-                for (std::size_t k = 0; k < group; ++k) {
-                  const std::size_t tl = g + k;
-                  if (tl >= nt) {
-                    src[k] = PatchSrc{zero_patch, 8};
-                    continue;
-                  }
-                  const std::size_t t = t0 + tl;
-                  src[k] = PatchSrc{band_buf + (t / tw - row0) * 6 * band_w + (t % tw) * m, band_w};
-                }
                 const std::size_t panel = g / gemm::nr, half = g % gemm::nr;
 #if DDPM_CPU_HAVE_AVX512_KERNELS
                 if (wide) {
-                  input_transform16(src, V + (panel * ci_n + ci) * gemm::nr, v_stride);
+                  input_transform16(patch + g, V + (panel * ci_n + ci) * gemm::nr, v_stride);
                   continue;
                 }
 #endif
-                input_transform8(src, V + (panel * ci_n + ci) * gemm::nr + half, v_stride);
+                input_transform8(patch + g, V + (panel * ci_n + ci) * gemm::nr + half, v_stride);
               }
             }
             // 2b. one GEMM per transform point: M[xi] (cop x T) = U[xi] (cop x c_in) V[xi]
@@ -602,7 +610,6 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
             for (std::size_t co = 0; co < p.c_out; ++co) {
               const float bv = bias ? bias[co] : 0.0f;
               const float* mco = M + co * T;
-              const std::size_t group = wide ? 16 : 8;  // tiles per transform call
               const auto transform = [&](std::size_t g, float* const* dst, std::size_t stride) {
 #if DDPM_CPU_HAVE_AVX512_KERNELS
                 if (wide) return output_transform16(mco + g, m_stride, bv, accumulate, dst, stride);
@@ -862,6 +869,14 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                       }
                       float* band = bandbuf + k * 6 * band_w;
                       const float* plane = base + c * hw;
+                      // fetch the next group's channel while this one is copied
+                      if (c + group < chans) {
+                        const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(first, 0);
+                        const std::ptrdiff_t hi =
+                            std::min<std::ptrdiff_t>(first + std::ptrdiff_t(band_rows), std::ptrdiff_t(p.h));
+                        if (hi > lo)
+                          prefetch_span(plane + group * hw + std::size_t(lo) * p.w, std::size_t(hi - lo) * p.w);
+                      }
                       for (std::size_t rr = 0; rr < band_rows; ++rr) {
                         float* d = band + rr * band_w;
                         const std::ptrdiff_t yy = first + std::ptrdiff_t(rr);
