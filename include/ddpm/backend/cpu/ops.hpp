@@ -834,8 +834,15 @@ struct Ops<backend::Cpu> {
                             Rng rng, std::uint64_t stream, bool acc) {
     const std::uint32_t thr = detail::cpu::dropout_threshold(p);
     const float s = float(1.0 / (1.0 - p));
+    [[maybe_unused]] const bool wide = detail::cpu::use_avx512();
     detail::cpu::parallel_chunks(be.ctx(), count, detail::cpu::map_grain / 2, 64,
                                  [&](std::size_t b, std::size_t e) {
+                                   // AVX-512 level: 16-lane masks first (the same bytes)
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+                                   if (wide)
+                                     b += detail::cpu::avx512::dropout_head(
+                                         rng, stream, b / 32, thr, s, x + b, y + b, e - b, acc);
+#endif
                                    detail::cpu::dropout_span(rng, stream, b / 32, thr, s, x + b,
                                                              y + b, e - b, acc);
                                  });

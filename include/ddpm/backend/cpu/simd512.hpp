@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // ddpm/backend/cpu/simd512.hpp — the element kernels of the AVX-512 kernel level (isa.hpp):
-// SiLU and its derivative on 16 lanes, and the GroupNorm(+SiLU) loops built on them.
+// SiLU and its derivative on 16 lanes, the GroupNorm(+SiLU) loops built on them, and dropout's
+// Philox keep masks.
 //
 // Each function computes, lane by lane, exactly the operations of the AVX2 code in simd.hpp as
 // GCC compiles it, so the results are bitwise the same at both levels. Two places need care:
@@ -13,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "ddpm/backend/cpu/isa.hpp"
 #include "ddpm/backend/cpu/simd.hpp"
@@ -134,6 +136,128 @@ DDPM_TARGET_AVX512 inline std::size_t group_norm_silu_grad(const float* x, const
   return i;
 }
 
+// ------------------------------------------------------------------ dropout
+// The all-lanes-masked forms, for GCC bug 105593 as above.
+#define DDPM_I512_UNPACKLO32(a, b) _mm512_mask_unpacklo_epi32((a), __mmask16(0xFFFF), (a), (b))
+#define DDPM_I512_UNPACKHI32(a, b) _mm512_mask_unpackhi_epi32((a), __mmask16(0xFFFF), (a), (b))
+#define DDPM_I512_UNPACKLO64(a, b) _mm512_mask_unpacklo_epi64((a), __mmask8(0xFF), (a), (b))
+#define DDPM_I512_UNPACKHI64(a, b) _mm512_mask_unpackhi_epi64((a), __mmask8(0xFF), (a), (b))
+#define DDPM_I512_LANES(a, b, imm) _mm512_mask_shuffle_i32x4((a), __mmask16(0xFFFF), (a), (b), (imm))
+#define DDPM_I512_SHUFFLE32(a, imm) _mm512_mask_shuffle_epi32((a), __mmask16(0xFFFF), (a), (imm))
+#define DDPM_I512_MULU(a, b) _mm512_mask_mul_epu32((a), __mmask8(0xFF), (a), (b))
+#define DDPM_I512_SRL64(a, n) _mm512_mask_srli_epi64((a), __mmask8(0xFF), (a), (n))
+#define DDPM_I512_SRL32(a, n) _mm512_mask_srli_epi32((a), __mmask16(0xFFFF), (a), (n))
+#define DDPM_I512_HIGH256(a, b) _mm512_mask_inserti64x4((a), __mmask8(0xFF), (a), (b), 1)
+
+/// Philox4x32-10 of the 16 consecutive blocks 8 g .. 8 g + 15 of a stream (the groups g and g + 1
+/// of simd.hpp's philox_keep_masks), for G such pairs at once (independent chains), as dropout keep
+/// masks in element order: keep[4 j + q] covers elements 64 j + 16 q .. 64 j + 16 q + 15 of the
+/// pairs' 64 j elements. The integer arithmetic is the AVX2 kernel's, so the masks are identical.
+template <int G>
+DDPM_AVX512_INLINE void philox_keep_masks(const Rng& rng, std::uint64_t stream, std::uint64_t g0,
+                                          std::uint32_t threshold, __mmask16 keep[4 * G]) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+  __m512i c0[G], c1[G], c2[G], c3[G];
+  for (int j = 0; j < G; ++j) {
+    // lanes 0..7: blocks of group g0 + 2 j, lanes 8..15: of group g0 + 2 j + 1 (each 8 g: the
+    // lane index never carries out of the low word)
+    const std::uint64_t lo = (g0 + 2 * std::uint64_t(j)) * 8, hi = lo + 8;
+    const __m512i low = DDPM_I512_HIGH256(_mm512_set1_epi32(std::int32_t(std::uint32_t(lo))),
+                                          _mm256_set1_epi32(std::int32_t(std::uint32_t(hi))));
+    const __m512i high = DDPM_I512_HIGH256(_mm512_set1_epi32(std::int32_t(std::uint32_t(lo >> 32))),
+                                           _mm256_set1_epi32(std::int32_t(std::uint32_t(hi >> 32))));
+    c0[j] = _mm512_add_epi32(low, lane);
+    c1[j] = high;
+    c2[j] = _mm512_set1_epi32(std::int32_t(std::uint32_t(stream)));
+    c3[j] = _mm512_set1_epi32(std::int32_t(std::uint32_t(stream >> 32)));
+  }
+  __m512i k0 = _mm512_set1_epi32(std::int32_t(std::uint32_t(rng.seed)));
+  __m512i k1 = _mm512_set1_epi32(std::int32_t(std::uint32_t(rng.seed >> 32)));
+  const __m512i m0 = _mm512_set1_epi32(std::int32_t(0xD2511F53u));
+  const __m512i m1 = _mm512_set1_epi32(std::int32_t(0xCD9E8D57u));
+  const __m512i w0 = _mm512_set1_epi32(std::int32_t(0x9E3779B9u));
+  const __m512i w1 = _mm512_set1_epi32(std::int32_t(0xBB67AE85u));
+  constexpr __mmask16 odd = 0xAAAA;
+#pragma GCC unroll 10
+  for (int r = 0; r < 10; ++r) {
+    if (r > 0) {
+      k0 = _mm512_add_epi32(k0, w0);
+      k1 = _mm512_add_epi32(k1, w1);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < G; ++j) {
+      // 32x32 -> 64-bit products of the even lanes, then of the odd lanes (shifted down)
+      const __m512i e0 = DDPM_I512_MULU(c0[j], m0);
+      const __m512i o0 = DDPM_I512_MULU(DDPM_I512_SRL64(c0[j], 32), m0);
+      const __m512i e1 = DDPM_I512_MULU(c2[j], m1);
+      const __m512i o1 = DDPM_I512_MULU(DDPM_I512_SRL64(c2[j], 32), m1);
+      const __m512i hi0 = _mm512_mask_blend_epi32(odd, DDPM_I512_SHUFFLE32(e0, _MM_PERM_DDBB), o0);
+      const __m512i lo0 = _mm512_mask_blend_epi32(odd, e0, DDPM_I512_SHUFFLE32(o0, _MM_PERM_CCAA));
+      const __m512i hi1 = _mm512_mask_blend_epi32(odd, DDPM_I512_SHUFFLE32(e1, _MM_PERM_DDBB), o1);
+      const __m512i lo1 = _mm512_mask_blend_epi32(odd, e1, DDPM_I512_SHUFFLE32(o1, _MM_PERM_CCAA));
+      c0[j] = _mm512_xor_si512(_mm512_xor_si512(hi1, c1[j]), k0);
+      c1[j] = lo1;
+      c2[j] = _mm512_xor_si512(_mm512_xor_si512(hi0, c3[j]), k1);
+      c3[j] = lo0;
+    }
+  }
+  // word w of block l -> element 4 l + w: a 4x4 transpose inside each 128-bit lane (lane k of
+  // u_b = block 4 k + b), then a 4x4 transpose of the lanes; keep <=> (word >> 8) >= threshold.
+  const __m512i tm1 = _mm512_set1_epi32(std::int32_t(threshold) - 1);
+  for (int j = 0; j < G; ++j) {
+    const __m512i t0 = DDPM_I512_UNPACKLO32(c0[j], c1[j]), t1 = DDPM_I512_UNPACKHI32(c0[j], c1[j]);
+    const __m512i t2 = DDPM_I512_UNPACKLO32(c2[j], c3[j]), t3 = DDPM_I512_UNPACKHI32(c2[j], c3[j]);
+    const __m512i u0 = DDPM_I512_UNPACKLO64(t0, t2), u1 = DDPM_I512_UNPACKHI64(t0, t2);
+    const __m512i u2 = DDPM_I512_UNPACKLO64(t1, t3), u3 = DDPM_I512_UNPACKHI64(t1, t3);
+    const __m512i a = DDPM_I512_LANES(u0, u1, 0x44), b = DDPM_I512_LANES(u2, u3, 0x44);
+    const __m512i c = DDPM_I512_LANES(u0, u1, 0xEE), d = DDPM_I512_LANES(u2, u3, 0xEE);
+    const __m512i v[4] = {DDPM_I512_LANES(a, b, 0x88), DDPM_I512_LANES(a, b, 0xDD),
+                          DDPM_I512_LANES(c, d, 0x88), DDPM_I512_LANES(c, d, 0xDD)};
+    for (int q = 0; q < 4; ++q)
+      keep[4 * j + q] = _mm512_cmpgt_epi32_mask(DDPM_I512_SRL32(v[q], 8), tm1);
+  }
+}
+
+/// dropout_span (simd.hpp) for the whole 64-element pairs of groups of [0, count): y (+)= keep ?
+/// x s : 0 with the AVX2 kernel's keep bits and arithmetic (dropped lanes +0, as its and-mask).
+/// Returns the count done (a multiple of 64); the caller does the rest from group g0 + done / 32.
+DDPM_TARGET_AVX512 inline std::size_t dropout_head(const Rng& rng, std::uint64_t stream,
+                                                  std::uint64_t g0, std::uint32_t threshold,
+                                                  float s, const float* x, float* y,
+                                                  std::size_t count, bool acc) {
+  const __m512 vs = _mm512_set1_ps(s);
+  auto apply = [&](const __mmask16* keep, int nvec, const float* xp, float* yp) DDPM_TARGET_AVX512 {
+    for (int q = 0; q < nvec; ++q) {
+      __m512 v = _mm512_maskz_mul_ps(keep[q], _mm512_loadu_ps(xp + 16 * q), vs);
+      if (acc) v = _mm512_add_ps(_mm512_loadu_ps(yp + 16 * q), v);
+      _mm512_storeu_ps(yp + 16 * q, v);
+    }
+  };
+  std::size_t i = 0;
+  std::uint64_t g = g0;
+  for (; i + 128 <= count; i += 128, g += 4) {
+    __mmask16 keep[8];
+    philox_keep_masks<2>(rng, stream, g, threshold, keep);
+    apply(keep, 8, x + i, y + i);
+  }
+  for (; i + 64 <= count; i += 64, g += 2) {
+    __mmask16 keep[4];
+    philox_keep_masks<1>(rng, stream, g, threshold, keep);
+    apply(keep, 4, x + i, y + i);
+  }
+  return i;
+}
+
+#undef DDPM_I512_UNPACKLO32
+#undef DDPM_I512_UNPACKHI32
+#undef DDPM_I512_UNPACKLO64
+#undef DDPM_I512_UNPACKHI64
+#undef DDPM_I512_LANES
+#undef DDPM_I512_SHUFFLE32
+#undef DDPM_I512_MULU
+#undef DDPM_I512_SRL64
+#undef DDPM_I512_SRL32
+#undef DDPM_I512_HIGH256
 #undef DDPM_AVX512_INLINE
 #undef DDPM_M512_MAX
 #undef DDPM_M512_MIN
