@@ -196,15 +196,16 @@ inline void micro_kernel_edge(std::size_t k, const float* a, const float* b, flo
 }
 
 #if DDPM_CPU_HAVE_AVX512_KERNELS
-/// AVX-512 register tile of AP packed A panels (6 AP rows) by BP packed B panels (16 BP columns):
-/// 6 AP x BP accumulators of 16 floats. Every element of C gets exactly micro_kernel's operations
-/// (acc = fma(a_p, b_p, acc) for p = 0..k-1 from 0, then alpha acc or fma(beta, C, alpha acc)),
-/// so C is bitwise the AVX2 kernel's. a: panel q at a + q k mr; b: panel r at b + r k nr.
-template <int AP, int BP>
+/// AVX-512 register tile of R rows (1 <= R <= 12: the first R rows of ceil(R / 6) packed A panels)
+/// by BP packed B panels (16 BP columns): R x BP accumulators of 16 floats. Every element of C gets
+/// exactly micro_kernel's operations (acc = fma(a_p, b_p, acc) for p = 0..k-1 from 0, then
+/// alpha acc or fma(beta, C, alpha acc)), so C is bitwise the AVX2 kernel's; rows of a partial
+/// panel past R are neither computed nor stored. a: panel q at a + q k mr; b: panel r at b + r k nr.
+template <int R, int BP>
 DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const float* a,
                                            const float* b, float* c, std::size_t ldc, float alpha,
                                            float beta) noexcept {
-  constexpr int R = 6 * AP;
+  static_assert(R >= 1 && R <= 12 && BP >= 1 && BP <= 2);
   __m512 acc[R][BP];
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i)
@@ -215,15 +216,11 @@ DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const 
     __m512 bv[BP];
 #pragma GCC unroll 2
     for (int j = 0; j < BP; ++j) bv[j] = _mm512_loadu_ps(b + j * bs + p * nr);
+#pragma GCC unroll 12
+    for (int i = 0; i < R; ++i) {
+      const __m512 av = _mm512_set1_ps(a[(i / 6) * as + p * mr + i % 6]);
 #pragma GCC unroll 2
-    for (int q = 0; q < AP; ++q) {
-      const float* ap = a + q * as + p * mr;
-#pragma GCC unroll 6
-      for (int i = 0; i < 6; ++i) {
-        const __m512 av = _mm512_set1_ps(ap[i]);
-#pragma GCC unroll 2
-        for (int j = 0; j < BP; ++j) acc[6 * q + i][j] = _mm512_fmadd_ps(av, bv[j], acc[6 * q + i][j]);
-      }
+      for (int j = 0; j < BP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
     }
   }
   const __m512 va = _mm512_set1_ps(alpha);
@@ -244,9 +241,10 @@ DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const 
   }
 }
 
-/// macro_kernel with AVX-512 tiles of 12 x 32 (and 6 x 32, 12 x 16, 6 x 16 at the block's edges;
-/// partial panels as micro_kernel_edge): bitwise the same C as the AVX2 macro_kernel. The packed
-/// panels are kp >= k deep (panel q of A at pa + q kp mr, of B at pb + q kp nr); k of them are used.
+/// macro_kernel with AVX-512 tiles of 12 x 32 (6 x 32, 12 x 16, 6 x 16 at the block's edges; the
+/// m % 6 rows of a partial A panel by a tile of those rows; partial B panels as micro_kernel_edge):
+/// bitwise the same C as the AVX2 macro_kernel. The packed panels are kp >= k deep (panel q of A at
+/// pa + q kp mr, of B at pb + q kp nr); k of them are used.
 DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n, std::size_t k,
                                                    std::size_t kp, float alpha, const float* pa,
                                                    const float* pb, float beta, float* C,
@@ -259,12 +257,18 @@ DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n,
     float* cc = C + jp * nr;
     std::size_t ip = 0;
     for (; ip + 2 <= mp; ip += 2)
-      tile_avx512<2, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
-    if (ip < mp) tile_avx512<1, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
-    if (mrem != 0)
-      for (int j = 0; j < BP; ++j)
-        micro_kernel_edge(k, pa + mp * mr * kp, b + j * nr * kp, cc + mp * mr * ldc + j * nr, ldc,
-                          alpha, beta, mrem, nr);
+      tile_avx512<12, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
+    if (ip < mp) tile_avx512<6, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
+    const float* ar = pa + mp * mr * kp;
+    float* cr = cc + mp * mr * ldc;
+    switch (mrem) {
+      case 1: tile_avx512<1, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
+      case 2: tile_avx512<2, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
+      case 3: tile_avx512<3, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
+      case 4: tile_avx512<4, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
+      case 5: tile_avx512<5, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
+      default: break;
+    }
   };
   std::size_t jp = 0;
   for (; jp + 2 <= np; jp += 2) column_panels.template operator()<2>(jp);
@@ -279,8 +283,8 @@ DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n,
 #endif
 
 /// micro_kernel over every tile of C (m x n) from packed panels kp deep (A panel q at pa + q kp mr,
-/// B panel q at pb + q kp nr), of which the first k rows are used; m and n multiples of mr and nr.
-/// AVX-512 tiles at that kernel level, bitwise the same C.
+/// B panel q at pb + q kp nr), of which the first k rows are used; m and n multiples of mr and nr
+/// (at the AVX-512 kernel level m may be any count: AVX-512 tiles, bitwise the same C).
 inline void panels_kernel(std::size_t m, std::size_t n, std::size_t k, std::size_t kp,
                           const float* pa, const float* pb, float* C, std::size_t ldc, float alpha,
                           float beta) noexcept {

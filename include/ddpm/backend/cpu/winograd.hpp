@@ -599,10 +599,12 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
                 input_transform8(patch + g, V + (panel * ci_n + ci) * gemm::nr + half, v_stride);
               }
             }
-            // 2b. one GEMM per transform point: M[xi] (cop x T) = U[xi] (cop x c_in) V[xi]
+            // 2b. one GEMM per transform point: M[xi] (cop x T) = U[xi] (cop x c_in) V[xi]. The
+            // AVX-512 tiles compute only the c_out rows the output transform reads (the AVX2
+            // kernel computes whole 6-row panels; the rows past c_out are never read).
             for (std::size_t xi = 0; xi < points; ++xi) {
-              gemm::macro_kernel(cop, T, ci_n, 1.0f, u + xi * cop * ci_n, V + xi * v_stride, 0.0f,
-                                 M + xi * m_stride, T);
+              gemm::macro_kernel(wide ? p.c_out : cop, T, ci_n, 1.0f, u + xi * cop * ci_n,
+                                 V + xi * v_stride, 0.0f, M + xi * m_stride, T);
             }
             // 2c. output transform, 8 tiles at a time. When h and w are multiples of 4 every tile
             // is whole and is stored in place; otherwise tiles go through 4-row bands (the band
@@ -925,7 +927,8 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                 const float* a = dt + xi * d_stride;
                 const float* bb = xt + xi * x_stride;
                 float* c = acc + xi * rows * ld_x;
-                gemm::panels_kernel(rows, cols, nt, T, a, bb, c, ld_x, 1.0f, 1.0f);
+                // AVX-512 tiles: only the co_n rows used (the padded rows stay zero, unread)
+                gemm::panels_kernel(wide ? co_n : rows, cols, nt, T, a, bb, c, ld_x, 1.0f, 1.0f);
               }
             },
             tbb::simple_partitioner());
