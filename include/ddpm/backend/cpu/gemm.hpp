@@ -201,10 +201,12 @@ inline void micro_kernel_edge(std::size_t k, const float* a, const float* b, flo
 /// exactly micro_kernel's operations (acc = fma(a_p, b_p, acc) for p = 0..k-1 from 0, then
 /// alpha acc or fma(beta, C, alpha acc)), so C is bitwise the AVX2 kernel's; rows of a partial
 /// panel past R are neither computed nor stored. a: panel q at a + q k mr; b: panel r at b + r k nr.
-template <int R, int BP>
+/// MASKED: of the last B panel's 16 columns only those set in `cols` are read from and stored to C
+/// (a partial panel: it is packed whole, and its columns past n are computed but not stored).
+template <int R, int BP, bool MASKED = false>
 DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const float* a,
                                            const float* b, float* c, std::size_t ldc, float alpha,
-                                           float beta) noexcept {
+                                           float beta, __mmask16 cols = 0xFFFF) noexcept {
   static_assert(R >= 1 && R <= 12 && BP >= 1 && BP <= 2);
   __m512 acc[R][BP];
 #pragma GCC unroll 12
@@ -224,11 +226,18 @@ DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const 
     }
   }
   const __m512 va = _mm512_set1_ps(alpha);
+  const auto store = [&](float* ci, int j, __m512 v) DDPM_TARGET_AVX512 {
+    if (MASKED && j == BP - 1) {
+      _mm512_mask_storeu_ps(ci, cols, v);
+    } else {
+      _mm512_storeu_ps(ci, v);
+    }
+  };
   if (beta == 0.0f) {
 #pragma GCC unroll 12
     for (int i = 0; i < R; ++i)
 #pragma GCC unroll 2
-      for (int j = 0; j < BP; ++j) _mm512_storeu_ps(c + i * ldc + 16 * j, _mm512_mul_ps(va, acc[i][j]));
+      for (int j = 0; j < BP; ++j) store(c + i * ldc + 16 * j, j, _mm512_mul_ps(va, acc[i][j]));
   } else {
     const __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 12
@@ -236,14 +245,15 @@ DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const 
 #pragma GCC unroll 2
       for (int j = 0; j < BP; ++j) {
         float* ci = c + i * ldc + 16 * j;
-        _mm512_storeu_ps(ci, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), _mm512_mul_ps(va, acc[i][j])));
+        const __m512 old = MASKED && j == BP - 1 ? _mm512_maskz_loadu_ps(cols, ci) : _mm512_loadu_ps(ci);
+        store(ci, j, _mm512_fmadd_ps(vb, old, _mm512_mul_ps(va, acc[i][j])));
       }
   }
 }
 
 /// macro_kernel with AVX-512 tiles of 12 x 32 (6 x 32, 12 x 16, 6 x 16 at the block's edges; the
-/// m % 6 rows of a partial A panel by a tile of those rows; partial B panels as micro_kernel_edge):
-/// bitwise the same C as the AVX2 macro_kernel. The packed panels are kp >= k deep (panel q of A at
+/// m % 6 rows of a partial A panel by a tile of those rows; the n % 16 columns of a partial B panel
+/// by masked loads and stores of C): bitwise the same C as the AVX2 macro_kernel. The packed panels are kp >= k deep (panel q of A at
 /// pa + q kp mr, of B at pb + q kp nr); k of them are used.
 DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n, std::size_t k,
                                                    std::size_t kp, float alpha, const float* pa,
@@ -252,33 +262,33 @@ DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n,
   static_assert(nr == 16, "the AVX-512 tiles hold one B panel per vector");
   const std::size_t mp = m / mr, np = n / nr;  // full panels
   const std::size_t mrem = m % mr, nrem = n % nr;
-  const auto column_panels = [&]<int BP>(std::size_t jp) DDPM_TARGET_AVX512 {
+  // the tiles of column panels jp .. jp + BP - 1 (of the last one only the columns in `cols`)
+  const auto column_panels = [&]<int BP, bool MASKED>(std::size_t jp, __mmask16 cols)
+                                 DDPM_TARGET_AVX512 {
     const float* b = pb + jp * nr * kp;
     float* cc = C + jp * nr;
     std::size_t ip = 0;
     for (; ip + 2 <= mp; ip += 2)
-      tile_avx512<12, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
-    if (ip < mp) tile_avx512<6, BP>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta);
+      tile_avx512<12, BP, MASKED>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta,
+                                  cols);
+    if (ip < mp)
+      tile_avx512<6, BP, MASKED>(k, kp, pa + ip * mr * kp, b, cc + ip * mr * ldc, ldc, alpha, beta,
+                                 cols);
     const float* ar = pa + mp * mr * kp;
     float* cr = cc + mp * mr * ldc;
     switch (mrem) {
-      case 1: tile_avx512<1, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
-      case 2: tile_avx512<2, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
-      case 3: tile_avx512<3, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
-      case 4: tile_avx512<4, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
-      case 5: tile_avx512<5, BP>(k, kp, ar, b, cr, ldc, alpha, beta); break;
+      case 1: tile_avx512<1, BP, MASKED>(k, kp, ar, b, cr, ldc, alpha, beta, cols); break;
+      case 2: tile_avx512<2, BP, MASKED>(k, kp, ar, b, cr, ldc, alpha, beta, cols); break;
+      case 3: tile_avx512<3, BP, MASKED>(k, kp, ar, b, cr, ldc, alpha, beta, cols); break;
+      case 4: tile_avx512<4, BP, MASKED>(k, kp, ar, b, cr, ldc, alpha, beta, cols); break;
+      case 5: tile_avx512<5, BP, MASKED>(k, kp, ar, b, cr, ldc, alpha, beta, cols); break;
       default: break;
     }
   };
   std::size_t jp = 0;
-  for (; jp + 2 <= np; jp += 2) column_panels.template operator()<2>(jp);
-  if (jp < np) column_panels.template operator()<1>(jp);
-  if (nrem != 0) {
-    const float* b = pb + np * nr * kp;
-    for (std::size_t ir = 0; ir < m; ir += mr)
-      micro_kernel_edge(k, pa + ir * kp, b, C + ir * ldc + np * nr, ldc, alpha, beta,
-                        std::min(mr, m - ir), nrem);
-  }
+  for (; jp + 2 <= np; jp += 2) column_panels.template operator()<2, false>(jp, 0xFFFF);
+  if (jp < np) column_panels.template operator()<1, false>(jp, 0xFFFF);
+  if (nrem != 0) column_panels.template operator()<1, true>(np, __mmask16((1u << nrem) - 1));
 }
 #endif
 
