@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include "ddpm/backend/cpu/conv.hpp"
+#include "ddpm/backend/cpu/winograd.hpp"
 
 namespace {
 
@@ -280,6 +281,43 @@ TEST_CASE("cpu conv2d: every kernel level this CPU supports: vs double loops, an
       ddpm::detail::cpu::reset_cpu_level();
       for (int i = 0; i < 3; ++i) CHECK(same_bits(out[0][i], out[1][i]));
     }
+  }
+}
+
+TEST_CASE("cpu winograd weight gradient: many blocks and chunks: double loops' result, and the "
+          "same bytes for 1, 2 and 3 threads and every kernel level") {
+  // Small blocks force many blocks (10 at 16 tiles: 8 chunks of 1 or 2 blocks), so chunk sums
+  // and their reduction run on a shape the double loops check quickly.
+  using ddpm::detail::cpu::CpuLevel;
+  namespace wg = ddpm::detail::cpu::winograd;
+  const Conv2dShape s{10, 20, 14, 13, 22, 3, 1, 1};  // 4 x 4 tiles per image, 160 in all
+  const wg::Problem p{s.n, s.c_in, s.h, s.w, s.c_out};
+  REQUIRE(p.tiles() == 160);
+  const Data d(s);
+  std::vector<double> want_dw, want_db;
+  ref_backward_weight(d, want_dw, want_db);
+  const auto dw0 = random_vec(d.w_size(), 5);
+  std::vector<CpuLevel> levels{CpuLevel::avx2};
+  if (ddpm::detail::cpu::cpu_level_supported() >= CpuLevel::avx512) levels.push_back(CpuLevel::avx512);
+  if (ddpm::detail::cpu::cpu_level_supported() < CpuLevel::avx2) levels.clear();
+  for (std::size_t block : {std::size_t{16}, std::size_t{32}, std::size_t{48}, std::size_t{0}}) {
+    CAPTURE(block);
+    std::vector<std::vector<float>> out;
+    const auto run = [&](int threads) {
+      Context ctx(threads);
+      auto dw = dw0;
+      wg::weight_gradient(ctx, p, d.x.data(), d.dy.data(), dw.data(), block);
+      return dw;
+    };
+    if (levels.empty()) out.push_back(run(1));
+    for (CpuLevel l : levels) {
+      ddpm::detail::cpu::set_cpu_level(l);
+      for (int threads : {1, 2, 3}) out.push_back(run(threads));
+    }
+    ddpm::detail::cpu::reset_cpu_level();
+    const double tol = 1e-4 * std::sqrt(double(s.n * s.h * s.w) / 64.0 + 1.0);
+    CHECK(rel_err(out[0], want_dw, &dw0) < tol);
+    for (std::size_t i = 1; i < out.size(); ++i) CHECK(same_bits(out[0], out[i]));
   }
 }
 

@@ -791,148 +791,182 @@ DDPM_TARGET_AVX512 inline void dy_transform12(const PatchSrc* src, float* v0, fl
 }
 #endif
 
-/// Tiles per block of the weight gradient: a multiple of 16, at most 256, with the block's
-/// transformed data (36 (c_in + c_out) T floats) around 4 MiB. Depends on the shape only.
+/// Tiles per block of the weight gradient: a multiple of 16, 32 to 256, with the block's
+/// transformed data (36 (c_in + c_out) T floats) around 2 MiB (measured on Zen 5, 1 MiB L2: 1, 2
+/// and 4 MiB within 5 %, 2 MiB best). Depends on the shape only.
 [[nodiscard]] inline std::size_t weight_grad_block(const Problem& p) noexcept {
   const std::size_t per_tile = points * (p.c_in + p.c_out + 16) * sizeof(float);
-  std::size_t t = (std::size_t{4} << 20) / std::max<std::size_t>(per_tile, 1);
-  t = std::clamp<std::size_t>(t / 16 * 16, 64, 256);
+  std::size_t t = (std::size_t{2} << 20) / std::max<std::size_t>(per_tile, 1);
+  t = std::clamp<std::size_t>(t / 16 * 16, 32, 256);
   return std::min(t, gemm::round_up(p.tiles(), 16));
 }
 
+/// Chunks of consecutive blocks of the weight gradient whose sums are kept apart (a task each),
+/// then added in chunk order: at most 8, and fewer when the partial sums (`partial_bytes` each)
+/// would pass 64 MiB. Depends on the shape only, so the result does not depend on the threads.
+[[nodiscard]] inline std::size_t weight_grad_chunks(std::size_t blocks,
+                                                    std::size_t partial_bytes) noexcept {
+  std::size_t c = std::min<std::size_t>(blocks, 8);
+  while (c > 2 && c * partial_bytes > (std::size_t{64} << 20)) --c;
+  return std::max<std::size_t>(c, 1);
+}
+
 /// dw += sum over images of corr(x, dy) for a 3x3 stride-1 pad-1 convolution (w: c_out x c_in x
-/// 3 x 3; x: n x c_in x h x w; dy: n x c_out x h x w), by Winograd. Deterministic: blocks of tiles
-/// of a size fixed by the shape are reduced in order; within a block each transform point's GEMM
-/// is one task. Scratch: shared slots 0 (accumulators) and 1 (transformed block), thread slot 1.
+/// 3 x 3; x: n x c_in x h x w; dy: n x c_out x h x w), by Winograd. The tiles are cut into blocks
+/// (weight_grad_block) and the blocks into chunks (weight_grad_chunks); one task per chunk
+/// transforms each of its blocks and multiplies it at once (the same core: its transformed data
+/// is still in that core's cache), adding the block's products into the chunk's sums in block
+/// order; the chunks' sums are then added in chunk order. Block and chunk boundaries depend on the
+/// shape only, so dw is bitwise the same for any thread count.
+/// tiles_per_block: 0 = weight_grad_block(p); else a multiple of 16 (tests use small blocks to
+/// exercise many blocks and chunks on small shapes).
+/// Scratch: shared slot 0 (the chunks' sums), thread slots 0 (transformed block) and 1 (bands).
 inline void weight_gradient(Context& ctx, const Problem& p, const float* x, const float* dy,
-                            float* dw) {
+                            float* dw, std::size_t tiles_per_block = 0) {
   using gemm::mr;
   using gemm::nr;
   using gemm::round_up;
   if (p.c_out == 0 || p.c_in == 0) return;
   const std::size_t ci_n = p.c_in, co_n = p.c_out;
   // Transformed tiles are written straight into the microkernel's packed panels, per point xi:
-  //   Xt (B operand): [ci / 16][t][ci % 16], 8 input channels per transform call;
-  //   Dt (A operand): [co / 6][t][co % 6], 6 output channels per transform call.
+  //   Xt (B operand): [ci / 16][t][ci % 16], 8 (AVX-512: 16) input channels per transform call;
+  //   Dt (A operand): [co / 6][t][co % 6], 6 (AVX-512: 12) output channels per transform call.
   // Channels past c_in / c_out are zero.
   const std::size_t cols = round_up(ci_n, nr), rows = round_up(co_n, mr);
   const std::size_t ld_x = unaliased_ld(ci_n, nr);
-  float* acc = ctx.shared_scratch(0, points * rows * ld_x);  // Mw[xi][rows][ld_x]
-  std::fill_n(acc, points * rows * ld_x, 0.0f);
+  const std::size_t acc_size = points * rows * ld_x;  // Mw[xi][rows][ld_x]
   const std::size_t total = p.tiles();
-  if (total != 0 && p.n != 0) {
-    const std::size_t T = weight_grad_block(p), blocks = (total + T - 1) / T;
+  const std::size_t T = tiles_per_block != 0 ? tiles_per_block : weight_grad_block(p);
+  const std::size_t blocks = total == 0 || p.n == 0 ? 0 : (total + T - 1) / T;
+  const std::size_t chunks = weight_grad_chunks(blocks, acc_size * sizeof(float));
+  float* acc = ctx.shared_scratch(0, chunks * acc_size);  // chunk k's sums at acc + k acc_size
+  if (blocks == 0) std::fill_n(acc, acc_size, 0.0f);
+  if (blocks != 0) {
     const std::size_t x_stride = point_stride(T * cols), d_stride = point_stride(T * rows);
-    float* xt = ctx.shared_scratch(1, points * (x_stride + d_stride) + 64);
-    float* dt = xt + points * x_stride;
+    const std::size_t block_size = points * (x_stride + d_stride) + 64;
     const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
     const std::size_t band_w = tw * m + 2;
     // AVX-512 kernel level: 16 input channels (x) or 12 output channels (dy) per transform call,
     // with per lane the AVX2 transforms' operations (bitwise the same Xt and Dt).
     const bool wide = use_avx512();
-    const std::size_t bands_size = 17 * 6 * band_w;  // up to 16 bands and a zero band per task
+    const std::size_t bands_size = 17 * 6 * band_w;  // up to 16 bands and a zero band
+    ctx.reserve_thread_scratch(0, block_size);
     ctx.reserve_thread_scratch(1, bands_size);
     ctx.execute([&] {
-      for (std::size_t b = 0; b < blocks; ++b) {
-        const std::size_t t0 = b * T, nt = std::min(T, total - t0);
-        // phase 1: transform the block's x patches and dy tiles, a group of channels of one tile
-        // at a time, parallel over tile rows. Per channel group the rows a tile row reads are
-        // first copied into zero-padded bands: x bands hold image rows 4 ty - 1 .. 4 ty + 4 with
-        // band column c = image column c - 1; dy bands hold rows 4 ty .. 4 ty + 3, column c = c.
-        const std::size_t row0 = t0 / tw, bands = (t0 + nt - 1) / tw - row0 + 1;
-        tbb::parallel_for(
-            tbb::blocked_range<std::size_t>(0, bands, 1),
-            [&](const tbb::blocked_range<std::size_t>& r) {
-              float* bandbuf = ctx.thread_scratch(1, bands_size);
-              float* zero_band = bandbuf + 16 * 6 * band_w;
-              std::fill_n(zero_band, 6 * band_w, 0.0f);
-              alignas(32) float tmp[points * 8];  // one dy transform, [xi][lane]
-              for (std::size_t bi = r.begin(); bi != r.end(); ++bi) {
-                const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
-                const std::size_t tx_lo = bi == 0 ? t0 % tw : 0;
-                const std::size_t tx_hi = bi + 1 == bands ? (t0 + nt - 1) % tw + 1 : tw;
-                for (int side = 0; side < 2; ++side) {
-                  const bool is_x = side == 0;
-                  const std::size_t chans = is_x ? ci_n : co_n;
-                  const std::size_t used = is_x ? cols : rows;      // channels the GEMM reads
-                  // channels per transform call
-                  const std::size_t group = wide ? (is_x ? 16 : 2 * mr) : (is_x ? 8 : mr);
-                  const std::size_t band_rows = is_x ? 6 : 4;
-                  const std::ptrdiff_t first = std::ptrdiff_t(ty * m) - (is_x ? 1 : 0);
-                  const std::size_t shift = is_x ? 1 : 0;  // band column of image column 0
-                  const float* base = (is_x ? x : dy) + n * chans * hw;
-                  for (std::size_t c0 = 0; c0 < used; c0 += group) {
-                    const float* bands16[16];
-                    for (std::size_t k = 0; k < 16; ++k) {
-                      const std::size_t c = c0 + k;
-                      if (k >= group || c >= chans) {
-                        bands16[k] = zero_band;
-                        continue;
-                      }
-                      float* band = bandbuf + k * 6 * band_w;
-                      const float* plane = base + c * hw;
-                      // fetch the next group's channel while this one is copied
-                      if (c + group < chans) {
-                        const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(first, 0);
-                        const std::ptrdiff_t hi =
-                            std::min<std::ptrdiff_t>(first + std::ptrdiff_t(band_rows), std::ptrdiff_t(p.h));
-                        if (hi > lo)
-                          prefetch_span(plane + group * hw + std::size_t(lo) * p.w, std::size_t(hi - lo) * p.w);
-                      }
-                      for (std::size_t rr = 0; rr < band_rows; ++rr) {
-                        float* d = band + rr * band_w;
-                        const std::ptrdiff_t yy = first + std::ptrdiff_t(rr);
-                        if (yy < 0 || yy >= std::ptrdiff_t(p.h)) {
-                          std::fill_n(d, band_w, 0.0f);
+      tbb::parallel_for(
+          tbb::blocked_range<std::size_t>(0, chunks, 1),
+          [&](const tbb::blocked_range<std::size_t>& r) {
+            float* xt = ctx.thread_scratch(0, block_size);
+            float* dt = xt + points * x_stride;
+            float* bandbuf = ctx.thread_scratch(1, bands_size);
+            float* zero_band = bandbuf + 16 * 6 * band_w;
+            std::fill_n(zero_band, 6 * band_w, 0.0f);
+            alignas(32) float tmp[points * 8];  // one dy transform, [xi][lane]
+            for (std::size_t ch = r.begin(); ch != r.end(); ++ch) {
+              float* part = acc + ch * acc_size;
+              std::fill_n(part, acc_size, 0.0f);
+              for (std::size_t b = ch * blocks / chunks; b < (ch + 1) * blocks / chunks; ++b) {
+                const std::size_t t0 = b * T, nt = std::min(T, total - t0);
+                // 1. transform the block's x patches and dy tiles, a group of channels of one
+                // tile at a time. Per channel group the rows a tile row reads are first copied
+                // into zero-padded bands: x bands hold image rows 4 ty - 1 .. 4 ty + 4 with band
+                // column c = image column c - 1; dy bands hold rows 4 ty .. 4 ty + 3, column c = c.
+                const std::size_t row0 = t0 / tw, bands = (t0 + nt - 1) / tw - row0 + 1;
+                for (std::size_t bi = 0; bi < bands; ++bi) {
+                  const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
+                  const std::size_t tx_lo = bi == 0 ? t0 % tw : 0;
+                  const std::size_t tx_hi = bi + 1 == bands ? (t0 + nt - 1) % tw + 1 : tw;
+                  for (int side = 0; side < 2; ++side) {
+                    const bool is_x = side == 0;
+                    const std::size_t chans = is_x ? ci_n : co_n;
+                    const std::size_t used = is_x ? cols : rows;  // channels the GEMM reads
+                    // channels per transform call
+                    const std::size_t group = wide ? (is_x ? 16 : 2 * mr) : (is_x ? 8 : mr);
+                    const std::size_t band_rows = is_x ? 6 : 4;
+                    const std::ptrdiff_t first = std::ptrdiff_t(ty * m) - (is_x ? 1 : 0);
+                    const std::size_t shift = is_x ? 1 : 0;  // band column of image column 0
+                    const float* base = (is_x ? x : dy) + n * chans * hw;
+                    for (std::size_t c0 = 0; c0 < used; c0 += group) {
+                      const float* bands16[16];
+                      for (std::size_t k = 0; k < 16; ++k) {
+                        const std::size_t c = c0 + k;
+                        if (k >= group || c >= chans) {
+                          bands16[k] = zero_band;
                           continue;
                         }
-                        band_row(d, plane + std::size_t(yy) * p.w, p.w, shift, band_w);
-                      }
-                      bands16[k] = band;
-                    }
-                    for (std::size_t tx = tx_lo; tx < tx_hi; ++tx) {
-                      const std::size_t tl = grow * tw + tx - t0;
-                      PatchSrc src[16];
-                      for (std::size_t k = 0; k < 16; ++k) src[k] = PatchSrc{bands16[k] + tx * m, band_w};
-#if DDPM_CPU_HAVE_AVX512_KERNELS
-                      if (wide) {
-                        if (is_x) {
-                          input_transform16(src, xt + (c0 / nr) * T * nr + tl * nr, x_stride);
-                        } else {
-                          float* o = dt + (c0 / mr) * T * mr + tl * mr;
-                          dy_transform12(src, o, c0 + mr < used ? o + T * mr : nullptr, d_stride);
+                        float* band = bandbuf + k * 6 * band_w;
+                        const float* plane = base + c * hw;
+                        // fetch the next group's channel while this one is copied
+                        if (c + group < chans) {
+                          const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(first, 0);
+                          const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(
+                              first + std::ptrdiff_t(band_rows), std::ptrdiff_t(p.h));
+                          if (hi > lo)
+                            prefetch_span(plane + group * hw + std::size_t(lo) * p.w,
+                                          std::size_t(hi - lo) * p.w);
                         }
-                        continue;
+                        for (std::size_t rr = 0; rr < band_rows; ++rr) {
+                          float* d = band + rr * band_w;
+                          const std::ptrdiff_t yy = first + std::ptrdiff_t(rr);
+                          if (yy < 0 || yy >= std::ptrdiff_t(p.h)) {
+                            std::fill_n(d, band_w, 0.0f);
+                            continue;
+                          }
+                          band_row(d, plane + std::size_t(yy) * p.w, p.w, shift, band_w);
+                        }
+                        bands16[k] = band;
                       }
+                      for (std::size_t tx = tx_lo; tx < tx_hi; ++tx) {
+                        const std::size_t tl = grow * tw + tx - t0;
+                        PatchSrc src[16];
+                        for (std::size_t k = 0; k < 16; ++k)
+                          src[k] = PatchSrc{bands16[k] + tx * m, band_w};
+#if DDPM_CPU_HAVE_AVX512_KERNELS
+                        if (wide) {
+                          if (is_x) {
+                            input_transform16(src, xt + (c0 / nr) * T * nr + tl * nr, x_stride);
+                          } else {
+                            float* o = dt + (c0 / mr) * T * mr + tl * mr;
+                            dy_transform12(src, o, c0 + mr < used ? o + T * mr : nullptr, d_stride);
+                          }
+                          continue;
+                        }
 #endif
-                      if (is_x) {
-                        input_transform8(src, xt + (c0 / nr) * T * nr + tl * nr + c0 % nr, x_stride);
-                      } else {
-                        dy_transform8(src, tmp, 8);
-                        float* o = dt + (c0 / mr) * T * mr + tl * mr;
-                        for (std::size_t xi = 0; xi < points; ++xi)
-                          std::memcpy(o + xi * d_stride, tmp + xi * 8, mr * sizeof(float));
+                        if (is_x) {
+                          input_transform8(src, xt + (c0 / nr) * T * nr + tl * nr + c0 % nr,
+                                           x_stride);
+                        } else {
+                          dy_transform8(src, tmp, 8);
+                          float* o = dt + (c0 / mr) * T * mr + tl * mr;
+                          for (std::size_t xi = 0; xi < points; ++xi)
+                            std::memcpy(o + xi * d_stride, tmp + xi * 8, mr * sizeof(float));
+                        }
                       }
                     }
                   }
                 }
+                // 2. Mw[xi] += Dt[xi]^T Xt[xi] over the block's tiles (AVX-512 tiles: only the
+                // co_n rows used; the padded rows stay zero, unread)
+                for (std::size_t xi = 0; xi < points; ++xi)
+                  gemm::panels_kernel(wide ? co_n : rows, cols, nt, T, dt + xi * d_stride,
+                                      xt + xi * x_stride, part + xi * rows * ld_x, ld_x, 1.0f,
+                                      1.0f);
               }
-            },
-            tbb::simple_partitioner());
-        // phase 2: Mw[xi] += Dt[xi]^T Xt[xi] over the block's tiles, one task per point
+            }
+          },
+          tbb::simple_partitioner());
+      // the chunks' sums, added in chunk order into chunk 0's
+      if (chunks > 1)
         tbb::parallel_for(
-            tbb::blocked_range<std::size_t>(0, points, 1),
+            tbb::blocked_range<std::size_t>(0, acc_size, 4096),
             [&](const tbb::blocked_range<std::size_t>& r) {
-              for (std::size_t xi = r.begin(); xi != r.end(); ++xi) {
-                const float* a = dt + xi * d_stride;
-                const float* bb = xt + xi * x_stride;
-                float* c = acc + xi * rows * ld_x;
-                // AVX-512 tiles: only the co_n rows used (the padded rows stay zero, unread)
-                gemm::panels_kernel(wide ? co_n : rows, cols, nt, T, a, bb, c, ld_x, 1.0f, 1.0f);
+              for (std::size_t i = r.begin(); i != r.end(); ++i) {
+                float s = acc[i];
+                for (std::size_t k = 1; k < chunks; ++k) s += acc[k * acc_size + i];
+                acc[i] = s;
               }
             },
             tbb::simple_partitioner());
-      }
     });
   }
   // dw[co][ci] += G^T Mw G, parallel over output channels; 8 input channels per vector
