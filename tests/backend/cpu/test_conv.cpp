@@ -286,8 +286,9 @@ TEST_CASE("cpu conv2d: every kernel level this CPU supports: vs double loops, an
 
 TEST_CASE("cpu winograd weight gradient: many blocks and chunks: double loops' result, and the "
           "same bytes for 1, 2 and 3 threads and every kernel level") {
-  // Small blocks force many blocks (10 at 16 tiles: 8 chunks of 1 or 2 blocks), so chunk sums
-  // and their reduction run on a shape the double loops check quickly.
+  // Small blocks and forced chunk counts give many blocks and chunks (10 blocks of 16 tiles in 8
+  // chunks of 1 or 2; 21 tiles: no multiple of the 16-column panels; 3 chunks of unequal length),
+  // so chunk sums and their reduction run on a shape the double loops check quickly.
   using ddpm::detail::cpu::CpuLevel;
   namespace wg = ddpm::detail::cpu::winograd;
   const Conv2dShape s{10, 20, 14, 13, 22, 3, 1, 1};  // 4 x 4 tiles per image, 160 in all
@@ -300,13 +301,16 @@ TEST_CASE("cpu winograd weight gradient: many blocks and chunks: double loops' r
   std::vector<CpuLevel> levels{CpuLevel::avx2};
   if (ddpm::detail::cpu::cpu_level_supported() >= CpuLevel::avx512) levels.push_back(CpuLevel::avx512);
   if (ddpm::detail::cpu::cpu_level_supported() < CpuLevel::avx2) levels.clear();
-  for (std::size_t block : {std::size_t{16}, std::size_t{32}, std::size_t{48}, std::size_t{0}}) {
+  const std::size_t cases[][2] = {{16, 8}, {21, 3}, {48, 0}, {0, 0}};  // tiles per block, chunks
+  for (const auto& c : cases) {
+    const std::size_t block = c[0], chunks = c[1];
     CAPTURE(block);
+    CAPTURE(chunks);
     std::vector<std::vector<float>> out;
     const auto run = [&](int threads) {
       Context ctx(threads);
       auto dw = dw0;
-      wg::weight_gradient(ctx, p, d.x.data(), d.dy.data(), dw.data(), block);
+      wg::weight_gradient(ctx, p, d.x.data(), d.dy.data(), dw.data(), block, chunks);
       return dw;
     };
     if (levels.empty()) out.push_back(run(1));

@@ -791,24 +791,32 @@ DDPM_TARGET_AVX512 inline void dy_transform12(const PatchSrc* src, float* v0, fl
 }
 #endif
 
-/// Tiles per block of the weight gradient: a multiple of 16, 32 to 256, with the block's
-/// transformed data (36 (c_in + c_out) T floats) around 2 MiB (measured on Zen 5, 1 MiB L2: 1, 2
-/// and 4 MiB within 5 %, 2 MiB best). Depends on the shape only.
-[[nodiscard]] inline std::size_t weight_grad_block(const Problem& p) noexcept {
-  const std::size_t per_tile = points * (p.c_in + p.c_out + 16) * sizeof(float);
-  std::size_t t = (std::size_t{2} << 20) / std::max<std::size_t>(per_tile, 1);
-  t = std::clamp<std::size_t>(t / 16 * 16, 32, 256);
-  return std::min(t, gemm::round_up(p.tiles(), 16));
+/// Chunks of the weight gradient's tiles whose sums are kept apart (a task each), then added in
+/// chunk order. Each chunk costs a partial sum (36 c_out c_in floats written, then read), about the
+/// work of 40 tiles, so: one chunk per 512 tiles, 2 to 8 (1 under 64 tiles), and fewer when the
+/// partial sums (`partial_bytes` each) would pass 64 MiB. Depends on the shape only, so the result
+/// does not depend on the thread count.
+[[nodiscard]] inline std::size_t weight_grad_chunks(std::size_t tiles,
+                                                    std::size_t partial_bytes) noexcept {
+  if (tiles < 64) return 1;
+  std::size_t c = std::clamp<std::size_t>(tiles / 512, 2, 8);
+  while (c > 1 && c * partial_bytes > (std::size_t{64} << 20)) --c;
+  return c;
 }
 
-/// Chunks of consecutive blocks of the weight gradient whose sums are kept apart (a task each),
-/// then added in chunk order: at most 8, and fewer when the partial sums (`partial_bytes` each)
-/// would pass 64 MiB. Depends on the shape only, so the result does not depend on the threads.
-[[nodiscard]] inline std::size_t weight_grad_chunks(std::size_t blocks,
-                                                    std::size_t partial_bytes) noexcept {
-  std::size_t c = std::min<std::size_t>(blocks, 8);
-  while (c > 2 && c * partial_bytes > (std::size_t{64} << 20)) --c;
-  return std::max<std::size_t>(c, 1);
+/// Tiles per block of the weight gradient, for `chunks` chunks: blocks of transformed data
+/// (36 (c_in + c_out) T floats) of at most about 2 MiB (measured on Zen 5, 1 MiB L2: 1, 2 and 4 MiB
+/// within 5 %, 2 MiB best) and 32 to 256 tiles, their number rounded up to a multiple of `chunks`
+/// so that every chunk holds as many blocks (the threads get equal work). Shape-only.
+[[nodiscard]] inline std::size_t weight_grad_block(const Problem& p, std::size_t chunks) noexcept {
+  const std::size_t total = p.tiles();
+  if (total == 0) return 1;
+  const std::size_t per_tile = points * (p.c_in + p.c_out + 16) * sizeof(float);
+  const std::size_t t_max =
+      std::clamp<std::size_t>((std::size_t{2} << 20) / std::max<std::size_t>(per_tile, 1), 32, 256);
+  const std::size_t blocks =
+      gemm::round_up((total + t_max - 1) / t_max, std::max<std::size_t>(chunks, 1));
+  return (total + blocks - 1) / blocks;
 }
 
 /// dw += sum over images of corr(x, dy) for a 3x3 stride-1 pad-1 convolution (w: c_out x c_in x
@@ -818,11 +826,12 @@ DDPM_TARGET_AVX512 inline void dy_transform12(const PatchSrc* src, float* v0, fl
 /// is still in that core's cache), adding the block's products into the chunk's sums in block
 /// order; the chunks' sums are then added in chunk order. Block and chunk boundaries depend on the
 /// shape only, so dw is bitwise the same for any thread count.
-/// tiles_per_block: 0 = weight_grad_block(p); else a multiple of 16 (tests use small blocks to
-/// exercise many blocks and chunks on small shapes).
+/// tiles_per_block, chunk_count: 0 = weight_grad_block / weight_grad_chunks (tests pass small
+/// blocks and many chunks to exercise them on small shapes).
 /// Scratch: shared slot 0 (the chunks' sums), thread slots 0 (transformed block) and 1 (bands).
 inline void weight_gradient(Context& ctx, const Problem& p, const float* x, const float* dy,
-                            float* dw, std::size_t tiles_per_block = 0) {
+                            float* dw, std::size_t tiles_per_block = 0,
+                            std::size_t chunk_count = 0) {
   using gemm::mr;
   using gemm::nr;
   using gemm::round_up;
@@ -836,9 +845,11 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
   const std::size_t ld_x = unaliased_ld(ci_n, nr);
   const std::size_t acc_size = points * rows * ld_x;  // Mw[xi][rows][ld_x]
   const std::size_t total = p.tiles();
-  const std::size_t T = tiles_per_block != 0 ? tiles_per_block : weight_grad_block(p);
+  const std::size_t auto_chunks = weight_grad_chunks(total, acc_size * sizeof(float));
+  const std::size_t T = tiles_per_block != 0 ? tiles_per_block : weight_grad_block(p, auto_chunks);
   const std::size_t blocks = total == 0 || p.n == 0 ? 0 : (total + T - 1) / T;
-  const std::size_t chunks = weight_grad_chunks(blocks, acc_size * sizeof(float));
+  const std::size_t chunks =
+      std::max<std::size_t>(std::min(blocks, chunk_count != 0 ? chunk_count : auto_chunks), 1);
   float* acc = ctx.shared_scratch(0, chunks * acc_size);  // chunk k's sums at acc + k acc_size
   if (blocks == 0) std::fill_n(acc, acc_size, 0.0f);
   if (blocks != 0) {
@@ -864,8 +875,8 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
             alignas(32) float tmp[points * 8];  // one dy transform, [xi][lane]
             for (std::size_t ch = r.begin(); ch != r.end(); ++ch) {
               float* part = acc + ch * acc_size;
-              std::fill_n(part, acc_size, 0.0f);
-              for (std::size_t b = ch * blocks / chunks; b < (ch + 1) * blocks / chunks; ++b) {
+              const std::size_t b_first = ch * blocks / chunks;
+              for (std::size_t b = b_first; b < (ch + 1) * blocks / chunks; ++b) {
                 const std::size_t t0 = b * T, nt = std::min(T, total - t0);
                 // 1. transform the block's x patches and dy tiles, a group of channels of one
                 // tile at a time. Per channel group the rows a tile row reads are first copied
@@ -945,12 +956,13 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                     }
                   }
                 }
-                // 2. Mw[xi] += Dt[xi]^T Xt[xi] over the block's tiles (AVX-512 tiles: only the
-                // co_n rows used; the padded rows stay zero, unread)
+                // 2. Mw[xi] (+)= Dt[xi]^T Xt[xi] over the block's tiles (= for the chunk's first
+                // block). AVX-512 tiles: only the co_n rows used; padded rows are never read.
+                const float beta = b == b_first ? 0.0f : 1.0f;
                 for (std::size_t xi = 0; xi < points; ++xi)
                   gemm::panels_kernel(wide ? co_n : rows, cols, nt, T, dt + xi * d_stride,
                                       xt + xi * x_stride, part + xi * rows * ld_x, ld_x, 1.0f,
-                                      1.0f);
+                                      beta);
               }
             }
           },
