@@ -200,9 +200,9 @@ inline void micro_kernel_edge(std::size_t k, const float* a, const float* b, flo
 /// by BP packed B panels (16 BP columns): R x BP accumulators of 16 floats. Every element of C gets
 /// exactly micro_kernel's operations (acc = fma(a_p, b_p, acc) for p = 0..k-1 from 0, then
 /// alpha acc or fma(beta, C, alpha acc)), so C is bitwise the AVX2 kernel's; rows of a partial
-/// panel past R are neither computed nor stored. a: panel q at a + q k mr; b: panel r at b + r k nr.
-/// MASKED: of the last B panel's 16 columns only those set in `cols` are read from and stored to C
-/// (a partial panel: it is packed whole, and its columns past n are computed but not stored).
+/// panel past R are neither computed nor stored. a: panel q at a + q k mr; b: panel r at
+/// b + r k nr. MASKED: of the last B panel's 16 columns only those set in `cols` are read from and
+/// stored to C (a partial panel: it is packed whole; its columns past n are computed, not stored).
 template <int R, int BP, bool MASKED = false>
 DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const float* a,
                                            const float* b, float* c, std::size_t ldc, float alpha,
@@ -245,7 +245,8 @@ DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const 
 #pragma GCC unroll 2
       for (int j = 0; j < BP; ++j) {
         float* ci = c + i * ldc + 16 * j;
-        const __m512 old = MASKED && j == BP - 1 ? _mm512_maskz_loadu_ps(cols, ci) : _mm512_loadu_ps(ci);
+        const __m512 old =
+            MASKED && j == BP - 1 ? _mm512_maskz_loadu_ps(cols, ci) : _mm512_loadu_ps(ci);
         store(ci, j, _mm512_fmadd_ps(vb, old, _mm512_mul_ps(va, acc[i][j])));
       }
   }
@@ -253,8 +254,8 @@ DDPM_TARGET_AVX512 inline void tile_avx512(std::size_t k, std::size_t kp, const 
 
 /// macro_kernel with AVX-512 tiles of 12 x 32 (6 x 32, 12 x 16, 6 x 16 at the block's edges; the
 /// m % 6 rows of a partial A panel by a tile of those rows; the n % 16 columns of a partial B panel
-/// by masked loads and stores of C): bitwise the same C as the AVX2 macro_kernel. The packed panels are kp >= k deep (panel q of A at
-/// pa + q kp mr, of B at pb + q kp nr); k of them are used.
+/// by masked loads and stores of C): bitwise the same C as the AVX2 macro_kernel. The packed
+/// panels are kp >= k deep (panel q of A at pa + q kp mr, of B at pb + q kp nr); k are used.
 DDPM_TARGET_AVX512 inline void macro_kernel_avx512(std::size_t m, std::size_t n, std::size_t k,
                                                    std::size_t kp, float alpha, const float* pa,
                                                    const float* pb, float beta, float* C,

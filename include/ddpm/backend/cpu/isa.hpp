@@ -5,8 +5,9 @@
 // build, 8 float lanes; see simd.hpp). The kernels that carry most of the time also exist as
 // AVX-512 kernels, compiled with a function target attribute into every x86-64 AVX2 build and used
 // when the CPU has AVX-512F: the GEMM micro-kernels (convolutions through implicit GEMM and
-// Winograd, linear layers, attention), the Winograd input/output/gradient transforms (16 tiles or
-// channels per call, winograd.hpp) and GroupNorm(+SiLU) forward and backward (simd512.hpp). Each
+// Winograd, linear layers, attention; partial panels too), the Winograd input/output/gradient
+// transforms (16 tiles or channels per call, winograd.hpp), GroupNorm(+SiLU) forward and backward
+// and dropout's Philox keep masks (simd512.hpp). Each
 // computes every element with the same operations in the same order as its AVX2 counterpart (one
 // fused multiply-add per k, in k order, for the GEMM; 8-lane sums fed half by half for GroupNorm),
 // so the results are bitwise the same at every level: the level changes the speed only. The

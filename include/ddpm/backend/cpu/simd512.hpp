@@ -142,7 +142,8 @@ DDPM_TARGET_AVX512 inline std::size_t group_norm_silu_grad(const float* x, const
 #define DDPM_I512_UNPACKHI32(a, b) _mm512_mask_unpackhi_epi32((a), __mmask16(0xFFFF), (a), (b))
 #define DDPM_I512_UNPACKLO64(a, b) _mm512_mask_unpacklo_epi64((a), __mmask8(0xFF), (a), (b))
 #define DDPM_I512_UNPACKHI64(a, b) _mm512_mask_unpackhi_epi64((a), __mmask8(0xFF), (a), (b))
-#define DDPM_I512_LANES(a, b, imm) _mm512_mask_shuffle_i32x4((a), __mmask16(0xFFFF), (a), (b), (imm))
+#define DDPM_I512_LANES(a, b, imm) \
+  _mm512_mask_shuffle_i32x4((a), __mmask16(0xFFFF), (a), (b), (imm))
 #define DDPM_I512_SHUFFLE32(a, imm) _mm512_mask_shuffle_epi32((a), __mmask16(0xFFFF), (a), (imm))
 #define DDPM_I512_MULU(a, b) _mm512_mask_mul_epu32((a), __mmask8(0xFF), (a), (b))
 #define DDPM_I512_SRL64(a, n) _mm512_mask_srli_epi64((a), __mmask8(0xFF), (a), (n))
@@ -162,10 +163,10 @@ DDPM_AVX512_INLINE void philox_keep_masks(const Rng& rng, std::uint64_t stream, 
     // lanes 0..7: blocks of group g0 + 2 j, lanes 8..15: of group g0 + 2 j + 1 (each 8 g: the
     // lane index never carries out of the low word)
     const std::uint64_t lo = (g0 + 2 * std::uint64_t(j)) * 8, hi = lo + 8;
-    const __m512i low = DDPM_I512_HIGH256(_mm512_set1_epi32(std::int32_t(std::uint32_t(lo))),
-                                          _mm256_set1_epi32(std::int32_t(std::uint32_t(hi))));
-    const __m512i high = DDPM_I512_HIGH256(_mm512_set1_epi32(std::int32_t(std::uint32_t(lo >> 32))),
-                                           _mm256_set1_epi32(std::int32_t(std::uint32_t(hi >> 32))));
+    const auto word = [](std::uint64_t v) { return std::int32_t(std::uint32_t(v)); };
+    const __m512i low = DDPM_I512_HIGH256(_mm512_set1_epi32(word(lo)), _mm256_set1_epi32(word(hi)));
+    const __m512i high =
+        DDPM_I512_HIGH256(_mm512_set1_epi32(word(lo >> 32)), _mm256_set1_epi32(word(hi >> 32)));
     c0[j] = _mm512_add_epi32(low, lane);
     c1[j] = high;
     c2[j] = _mm512_set1_epi32(std::int32_t(std::uint32_t(stream)));
