@@ -977,15 +977,20 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
             }
           },
           tbb::simple_partitioner());
-      // the chunks' sums, added in chunk order into chunk 0's
+      // the chunks' sums, added in chunk order into chunk 0's: the rows and columns that were
+      // written (co < co_n, ci < cols; the AVX-512 tiles leave padded rows unwritten, the GEMMs
+      // the columns past cols) and are read below
       if (chunks > 1)
         tbb::parallel_for(
-            tbb::blocked_range<std::size_t>(0, acc_size, 4096),
+            tbb::blocked_range<std::size_t>(0, points * co_n, 16),
             [&](const tbb::blocked_range<std::size_t>& r) {
-              for (std::size_t i = r.begin(); i != r.end(); ++i) {
-                float s = acc[i];
-                for (std::size_t k = 1; k < chunks; ++k) s += acc[k * acc_size + i];
-                acc[i] = s;
+              for (std::size_t q = r.begin(); q != r.end(); ++q) {
+                float* row = acc + (q / co_n) * rows * ld_x + (q % co_n) * ld_x;
+                for (std::size_t i = 0; i < cols; ++i) {
+                  float s = row[i];
+                  for (std::size_t k = 1; k < chunks; ++k) s += row[k * acc_size + i];
+                  row[i] = s;
+                }
               }
             },
             tbb::simple_partitioner());
