@@ -230,6 +230,8 @@ const Conv2dShape shapes[] = {
     {2, 96, 14, 14, 64, 1, 1, 0},  // 1x1 with decoder concat input
     {2, 4, 9, 9, 6, 5, 1, 2},      // 5x5 pad 2 (general path)
     {2, 5, 6, 6, 4, 3, 1, 0},      // 3x3 pad 0
+    {3, 12, 64, 64, 8, 1, 1, 0},   // 1x1, long K (n h w = 12288): dw in 3 K chunks
+    {2, 4, 128, 128, 6, 3, 2, 1},  // stride 2, K = 8192, 3 column panels: 2 K chunks
 };
 
 }  // namespace

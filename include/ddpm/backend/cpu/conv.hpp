@@ -207,22 +207,68 @@ inline void backward_data_gemm_col2im(Context& ctx, const Conv2dShape& s, const 
 
 /// dw += dy * im2col(x)^T as one GEMM over all images (K = n h_out w_out), parallel over blocks of
 /// dw only.
+/// K ranges of a GEMM-path weight gradient (dw: M x N, K = n h_out w_out) computed apart and added
+/// in order: 1 when dw has 8 or more column panels (blocks of dw give the threads work) or K is
+/// under 8192, else one per 4096 of K, at most 8. Depends on the shape only.
+[[nodiscard]] inline std::size_t weight_gemm_chunks(std::size_t M, std::size_t N,
+                                                    std::size_t K) noexcept {
+  const std::size_t panels = ((N + gemm::nr - 1) / gemm::nr) * ((M + gemm::mc - 1) / gemm::mc);
+  if (panels >= 8 || K < 8192) return 1;
+  return std::min<std::size_t>(8, K / 4096);
+}
+
 inline void backward_weight_gemm(Context& ctx, const Conv2dShape& s, const float* x,
                                  const float* dy, float* dw) {
   const std::size_t M = s.c_out, N = s.c_in * s.kernel * s.kernel;
   const std::size_t K = s.n * s.h_out() * s.w_out();
-  gemm::gemm_blocked_parallel(
-      ctx, M, N, K, 1.0f,
-      [&](std::size_t i0, std::size_t m, std::size_t q0, std::size_t k, float* dst) {
-        im2col::pack_a_dy(s, dy, i0, m, q0, k, dst);
-        return static_cast<const float*>(dst);
-      },
-      [&](std::size_t q0, std::size_t k, std::size_t j0, std::size_t n, float* dst) {
-        alignas(64) float tmp[gemm::nr * gemm::kc];
-        im2col::Run runs[gemm::kc + 1];
-        im2col::pack_b_xt(s, x, q0, k, j0, n, dst, tmp, runs);
-      },
-      1.0f, dw, N);
+  // packers of the rows q_off + q of dy (A: M x K) and of x's columns (B^T: K x N)
+  const auto pack_a = [&](std::size_t q_off) {
+    return [&, q_off](std::size_t i0, std::size_t m, std::size_t q0, std::size_t k, float* dst) {
+      im2col::pack_a_dy(s, dy, i0, m, q_off + q0, k, dst);
+      return static_cast<const float*>(dst);
+    };
+  };
+  const auto pack_b = [&](std::size_t q_off) {
+    return [&, q_off](std::size_t q0, std::size_t k, std::size_t j0, std::size_t n, float* dst) {
+      alignas(64) float tmp[gemm::nr * gemm::kc];
+      im2col::Run runs[gemm::kc + 1];
+      im2col::pack_b_xt(s, x, q_off + q0, k, j0, n, dst, tmp, runs);
+    };
+  };
+  const std::size_t chunks = weight_gemm_chunks(M, N, K);
+  if (chunks == 1) {
+    gemm::gemm_blocked_parallel(ctx, M, N, K, 1.0f, pack_a(0), pack_b(0), 1.0f, dw, N);
+    return;
+  }
+  // A small dw (few column panels) and a long K: blocks of dw alone would give one task and two
+  // barriers per 256-deep K block. K is cut into `chunks` shape-only ranges instead, one task
+  // each (a serial GEMM into its own partial sums), and the partial sums are added in order.
+  float* part = ctx.shared_scratch(slot_weights_tmp, chunks * M * N);
+  const std::size_t work = gemm::workspace_size(M, N, (K + chunks - 1) / chunks);
+  ctx.reserve_thread_scratch(gemm::scratch_slot, work);
+  ctx.execute([&] {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, chunks, 1),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          float* buf = ctx.thread_scratch(gemm::scratch_slot, work);
+          for (std::size_t c = r.begin(); c != r.end(); ++c) {
+            const std::size_t q0 = c * K / chunks, q1 = (c + 1) * K / chunks;
+            gemm::gemm_blocked(M, N, q1 - q0, 1.0f, pack_a(q0), pack_b(q0), 0.0f,
+                               part + c * M * N, N, buf);
+          }
+        },
+        tbb::simple_partitioner());
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, M * N, 1024),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t i = r.begin(); i != r.end(); ++i) {
+            float sum = part[i];
+            for (std::size_t c = 1; c < chunks; ++c) sum += part[c * M * N + i];
+            dw[i] += sum;
+          }
+        },
+        tbb::simple_partitioner());
+  });
 }
 
 /// db[co] += sum over n, h, w of dy[n][co]: per channel, images in order, each image's plane summed
