@@ -214,12 +214,18 @@ inline void zero_row(float* dst, std::size_t n) noexcept {
   for (; i < n; ++i) dst[i] = 0.0f;
 }
 
-/// Asks for the cache lines of src[0 .. n) to be loaded (a hint: no effect on results). The band
-/// copies read short runs of rows from planes a channel apart, mostly from main memory; fetching
-/// the next channel's rows while the current ones are copied hides that latency.
-inline void prefetch_span(const float* src, std::size_t n) noexcept {
-  const char* b = reinterpret_cast<const char*>(src);
-  for (std::size_t off = 0; off < n * sizeof(float); off += 64) __builtin_prefetch(b + off, 0, 3);
+/// Asks for the cache lines of rows first .. first + rows - 1 of an h x w plane (those inside it)
+/// to be loaded (a hint: no effect on results). The band copies read short runs of rows from planes
+/// a channel apart, mostly from main memory; fetching the next channel's rows while the current
+/// ones are copied hides that latency.
+inline void prefetch_rows(const float* plane, std::ptrdiff_t first, std::size_t rows,
+                          std::size_t h, std::size_t w) noexcept {
+  const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(first, 0);
+  const std::ptrdiff_t hi = std::min(first + std::ptrdiff_t(rows), std::ptrdiff_t(h));
+  if (hi <= lo) return;
+  const char* b = reinterpret_cast<const char*>(plane + std::size_t(lo) * w);
+  const std::size_t bytes = std::size_t(hi - lo) * w * sizeof(float);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(b + off, 0, 3);
 }
 
 /// Input transform of 8 tiles of one channel: v[xi * xi_stride + lane] = (B^T d_lane B)[xi].
@@ -584,9 +590,9 @@ inline void convolve(Context& ctx, const Problem& p, const float* x, const float
               for (std::size_t bi = 0; bi < bands; ++bi) {
                 const std::size_t grow = row0 + bi, n = grow / th, ty = grow % th;
                 const float* plane = x + (n * ci_n + ci) * hw;
-                // image rows [lo, hi) of this band; the next channel's are fetched meanwhile
-                const std::size_t lo = ty * m == 0 ? 0 : ty * m - 1, hi = std::min(p.h, ty * m + 5);
-                if (ci + 1 < ci_n) prefetch_span(plane + hw + lo * p.w, (hi - lo) * p.w);
+                // the next channel's rows of this band are fetched meanwhile
+                if (ci + 1 < ci_n)
+                  prefetch_rows(plane + hw, std::ptrdiff_t(ty * m) - 1, 6, p.h, p.w);
                 float* band = band_buf + bi * 6 * band_w;
                 for (std::size_t r = 0; r < 6; ++r) {
                   float* dst = band + r * band_w;
@@ -861,8 +867,9 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
   const std::size_t chunks =
       std::max<std::size_t>(std::min(blocks, chunk_count != 0 ? chunk_count : auto_chunks), 1);
   float* acc = ctx.shared_scratch(0, chunks * acc_size);  // chunk k's sums at acc + k acc_size
-  if (blocks == 0) std::fill_n(acc, acc_size, 0.0f);
-  if (blocks != 0) {
+  if (blocks == 0) {
+    std::fill_n(acc, acc_size, 0.0f);
+  } else {
     const std::size_t x_stride = point_stride(T * cols), d_stride = point_stride(T * rows);
     const std::size_t block_size = points * (x_stride + d_stride) + 64;
     const std::size_t tw = p.tiles_w(), th = p.tiles_h(), hw = p.h * p.w;
@@ -918,14 +925,8 @@ inline void weight_gradient(Context& ctx, const Problem& p, const float* x, cons
                         float* band = bandbuf + k * 6 * band_w;
                         const float* plane = base + c * hw;
                         // fetch the next group's channel while this one is copied
-                        if (c + group < chans) {
-                          const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(first, 0);
-                          const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(
-                              first + std::ptrdiff_t(band_rows), std::ptrdiff_t(p.h));
-                          if (hi > lo)
-                            prefetch_span(plane + group * hw + std::size_t(lo) * p.w,
-                                          std::size_t(hi - lo) * p.w);
-                        }
+                        if (c + group < chans)
+                          prefetch_rows(plane + group * hw, first, band_rows, p.h, p.w);
                         for (std::size_t rr = 0; rr < band_rows; ++rr) {
                           float* d = band + rr * band_w;
                           const std::ptrdiff_t yy = first + std::ptrdiff_t(rr);
